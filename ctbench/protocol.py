@@ -1,0 +1,97 @@
+"""The versioned data protocol: every parameter that turns a raw scan into a benchmark volume.
+
+A protocol is recorded in every manifest and every result record; results made under different
+protocol versions are never compared. Changing any field below means a new version.
+
+Array convention (stated once, tested in ``tests/test_protocol.py``):
+
+* A prepared volume on disk is a NIfTI file in RAS+ orientation, array axes ``(x, y, z)`` =
+  ``(W, H, D)`` = ``(128, 128, 64)``; x runs patient left → right, y posterior → anterior,
+  z inferior → superior.
+* In memory a volume is ``(1, D, H, W)`` and a batch ``(N, 1, D, H, W)`` float32, values in [-1, 1],
+  i.e. ``tensor = ras_array.transpose(2, 1, 0)[None]``; D = 64 axial slices, inferior → superior.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """All parameters of a data protocol. Lengths in mm, intensities in Hounsfield units."""
+
+    name: str
+    version: str
+    spacing_mm: tuple[float, float, float]
+    """Target voxel size (x, y, z) after resampling, mm."""
+    crop_shape: tuple[int, int, int]
+    """Box (x, y, z) in voxels at ``spacing_mm`` cropped (or air-padded) around the body."""
+    output_shape: tuple[int, int, int]
+    """Final array shape (x, y, z) = (W, H, D)."""
+    clip_percentiles: tuple[float, float]
+    """Per-volume percentiles (lo, hi), in percent, at which HU are clipped before scaling."""
+    body_threshold_hu: float
+    """Voxels above this belong to the body mask used to centre the crop."""
+    pad_value_hu: float
+    """Value used outside the scanned field (air)."""
+    flip_probability: float
+    """Left-right flip probability, training only."""
+    min_slices: int
+    """Scans with fewer slices than this are refused as too small."""
+    max_spacing_mm: float
+    """Scans with any voxel dimension above this are refused as absurd."""
+    split_fractions: tuple[float, float, float] = field(default=(0.8, 0.1, 0.1))
+    """Deterministic train/val/test fractions, assigned by hashing the case id."""
+
+    @property
+    def output_spacing_mm(self) -> tuple[float, float, float]:
+        """True voxel size (x, y, z) of a prepared volume: crop extent / output shape, mm."""
+        return tuple(
+            s * c / o for s, c, o in zip(self.spacing_mm, self.crop_shape, self.output_shape, strict=True)
+        )
+
+    @property
+    def tensor_shape(self) -> tuple[int, int, int, int]:
+        """Shape ``(1, D, H, W)`` of one volume in memory."""
+        x, y, z = self.output_shape
+        return (1, z, y, x)
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form, as written into manifests and result records."""
+        d = asdict(self)
+        d["output_spacing_mm"] = list(self.output_spacing_mm)
+        return json.loads(json.dumps(d))
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of every parameter (hex); part of every cache key."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+FLARE22_V1 = Protocol(
+    name="flare22-v1",
+    version="1.0.0",
+    spacing_mm=(0.72, 0.72, 2.5),
+    crop_shape=(320, 320, 160),
+    output_shape=(128, 128, 64),
+    clip_percentiles=(0.2, 99.8),
+    body_threshold_hu=-500.0,
+    pad_value_hu=-1024.0,
+    flip_probability=0.5,
+    min_slices=8,
+    max_spacing_mm=10.0,
+)
+
+PROTOCOLS: dict[str, Protocol] = {FLARE22_V1.name: FLARE22_V1}
+DEFAULT_PROTOCOL = FLARE22_V1
+
+
+def get_protocol(name: str) -> Protocol:
+    """Look a protocol up by name; raises ``KeyError`` listing the known names."""
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise KeyError(f"unknown protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}") from None
