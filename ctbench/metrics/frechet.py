@@ -1,0 +1,106 @@
+"""The Fréchet distance between two Gaussians, in float64, and its grouped-jackknife interval.
+
+``d² = |mu1 - mu2|² + tr(S1) + tr(S2) - 2 tr((S1 S2)^{1/2})``.
+
+``tr((S1 S2)^{1/2})`` is the sum of square roots of the eigenvalues of ``S1 S2``, which equal those of the
+symmetric positive semi-definite ``A S1 A`` with ``A = S2^{1/2}`` (``S2 = V diag(w) Vᵀ``, ``A = V diag(√w⁺) Vᵀ``).
+So two symmetric eigendecompositions replace the iterative ``scipy.linalg.sqrtm`` of the reference
+implementations (about 1 s instead of 20-60 s at 2048-d on 2 cores), and singular covariances (N < dim) need
+no ``eps`` offset: negative round-off eigenvalues are clipped to zero.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ctbench.stats import FeatureStats, GroupedStats
+
+
+def psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a positive semi-definite matrix ``(d, d)``; round-off negatives clipped to 0."""
+    sigma = np.asarray(sigma, np.float64)
+    w, v = np.linalg.eigh((sigma + sigma.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sqrt_sigma2: np.ndarray) -> float:
+    """``tr((S1 S2)^{1/2})`` given ``S1`` and ``S2^{1/2}``."""
+    m = sqrt_sigma2 @ np.asarray(sigma1, np.float64) @ sqrt_sigma2
+    w = np.linalg.eigvalsh((m + m.T) / 2)
+    return float(np.sqrt(np.clip(w, 0, None)).sum())
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Squared Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2); means ``(d,)``, covariances ``(d, d)``."""
+    return FrechetReference(mu2, sigma2).distance(mu1, sigma1)
+
+
+class FrechetReference:
+    """One fixed side (the real set) with its covariance square root computed once, for repeated distances."""
+
+    def __init__(self, mu: np.ndarray, sigma: np.ndarray):
+        self.mu = np.asarray(mu, np.float64)
+        self.sigma = np.asarray(sigma, np.float64)
+        if self.mu.ndim != 1 or self.sigma.shape != (self.mu.size, self.mu.size):
+            raise ValueError(f"mean must be (d,) and covariance (d, d); got {self.mu.shape} and {self.sigma.shape}")
+        self.sqrt_sigma = psd_sqrt(self.sigma)
+        self.trace = float(np.trace(self.sigma))
+
+    def distance(self, mu: np.ndarray, sigma: np.ndarray) -> float:
+        mu = np.asarray(mu, np.float64)
+        sigma = np.asarray(sigma, np.float64)
+        if mu.shape != self.mu.shape or sigma.shape != self.sigma.shape:
+            raise ValueError(f"shapes differ: {mu.shape}/{sigma.shape} vs {self.mu.shape}/{self.sigma.shape}")
+        diff = mu - self.mu
+        d = diff @ diff + np.trace(sigma) + self.trace - 2 * trace_sqrt_product(sigma, self.sqrt_sigma)
+        return float(max(d, 0.0))
+
+    def distance_stats(self, stats: FeatureStats) -> float:
+        return self.distance(stats.mean, stats.cov)
+
+
+@dataclass
+class FrechetEstimate:
+    """A Fréchet distance with its grouped-jackknife replicates (empty when fewer than 2 groups hold data)."""
+
+    value: float
+    n: int
+    replicates: list[float]
+
+    def interval(self, z: float = 1.959964) -> tuple[float, float] | None:
+        """Normal 95% interval ``value ± z·se`` with the delete-a-group jackknife standard error."""
+        se = jackknife_se(self.replicates)
+        return None if se is None else (max(self.value - z * se, 0.0), self.value + z * se)
+
+
+def jackknife_se(replicates: list[float]) -> float | None:
+    """Delete-a-group jackknife standard error ``sqrt((K-1)/K · Σ(θ_i - θ̄)²)``; None for K < 2."""
+    k = len(replicates)
+    if k < 2:
+        return None
+    r = np.asarray(replicates, np.float64)
+    return float(np.sqrt((k - 1) / k * ((r - r.mean()) ** 2).sum()))
+
+
+def frechet_with_jackknife(fake: GroupedStats, real: FrechetReference) -> FrechetEstimate:
+    """Fréchet distance of the fake set's total to ``real``, plus one replicate per non-empty fake group left out.
+
+    The real side is held fixed (its sampling error is not in the interval). Warns when the fake set has
+    fewer samples than feature dimensions (its covariance is then singular and the estimate strongly biased).
+    """
+    total = fake.total()
+    if total.count < total.dim:
+        warnings.warn(
+            f"only {total.count} samples for {total.dim}-d features: covariance is rank-deficient and the "
+            "Fréchet distance is biased upwards; compare values only at equal N",
+            stacklevel=2,
+        )
+    value = real.distance_stats(total)
+    filled = [g for g in fake.groups if g.count > 0]
+    replicates = []
+    if len(filled) >= 2:
+        replicates = [real.distance_stats(total.subtract(g)) for g in filled]
+    return FrechetEstimate(value, total.count, replicates)

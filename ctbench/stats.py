@@ -1,0 +1,258 @@
+"""Mergeable feature statistics, and the content-keyed cache of reference statistics.
+
+A :class:`FeatureStats` holds the sufficient statistics of a set of feature vectors in float64: count,
+sum and sum of outer products. Two sets computed anywhere (other processes, GPUs, machines) combine by
+adding them, so the mean and covariance of the union are exact whatever the sharding.
+:class:`GroupedStats` keeps K such statistics, one per disjoint group of samples (sample i goes to
+group ``i % K``), so a grouped jackknife interval can be computed from statistics alone.
+
+Reference statistics of a real split are cached under ``$CTBENCH_CACHE/stats/<metric>/<key>.npz`` where
+``key`` is the sha256 of every input that can change them (:func:`content_key`); the fields are stored in
+the file and checked on load, so a cache never serves stale statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ctbench.weights import cache_root
+
+
+class FeatureStats:
+    """Count, sum and sum of outer products of ``dim``-dimensional features, float64."""
+
+    def __init__(self, dim: int, count: int = 0, total: np.ndarray | None = None, outer: np.ndarray | None = None):
+        self.dim = int(dim)
+        self.count = int(count)
+        self.total = np.zeros(dim, np.float64) if total is None else np.asarray(total, np.float64)
+        self.outer = np.zeros((dim, dim), np.float64) if outer is None else np.asarray(outer, np.float64)
+
+    def update(self, features: np.ndarray | torch.Tensor) -> None:
+        """Add rows of ``features`` ``(M, dim)``; accumulated in float64."""
+        if isinstance(features, torch.Tensor):
+            features = features.detach().cpu().numpy()
+        f = np.asarray(features, np.float64)
+        if f.ndim != 2 or f.shape[1] != self.dim:
+            raise ValueError(f"features must be (M, {self.dim}), got {f.shape}")
+        self.count += f.shape[0]
+        self.total += f.sum(0)
+        self.outer += f.T @ f
+
+    def merge(self, other: FeatureStats) -> FeatureStats:
+        """Statistics of the union of both sets (a new object)."""
+        if other.dim != self.dim:
+            raise ValueError(f"cannot merge statistics of dimension {self.dim} and {other.dim}")
+        return FeatureStats(self.dim, self.count + other.count, self.total + other.total, self.outer + other.outer)
+
+    def subtract(self, other: FeatureStats) -> FeatureStats:
+        """Statistics of this set without the subset ``other`` (used for leave-one-group-out)."""
+        return FeatureStats(self.dim, self.count - other.count, self.total - other.total, self.outer - other.outer)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean feature ``(dim,)``."""
+        if self.count == 0:
+            raise ValueError("no features accumulated")
+        return self.total / self.count
+
+    @property
+    def cov(self) -> np.ndarray:
+        """Unbiased covariance ``(dim, dim)`` (divides by count - 1, as numpy.cov and the FID references do)."""
+        if self.count < 2:
+            raise ValueError(f"covariance needs at least 2 features, have {self.count}")
+        mu = self.mean
+        c = (self.outer - self.count * np.outer(mu, mu)) / (self.count - 1)
+        return (c + c.T) / 2
+
+
+class GroupedStats:
+    """K disjoint groups of :class:`FeatureStats`; ``total()`` is their union."""
+
+    def __init__(self, dim: int, groups: int):
+        if groups < 1:
+            raise ValueError("groups must be >= 1")
+        self.dim = int(dim)
+        self.groups = [FeatureStats(dim) for _ in range(groups)]
+
+    @property
+    def k(self) -> int:
+        return len(self.groups)
+
+    def update(self, features: np.ndarray | torch.Tensor, group_ids: np.ndarray) -> None:
+        """Add rows of ``features`` ``(M, dim)``; row r goes to group ``group_ids[r] % K``."""
+        if isinstance(features, torch.Tensor):
+            features = features.detach().cpu().numpy()
+        g = np.asarray(group_ids) % self.k
+        for gid in np.unique(g):
+            self.groups[gid].update(features[g == gid])
+
+    def total(self) -> FeatureStats:
+        out = FeatureStats(self.dim)
+        for s in self.groups:
+            out = out.merge(s)
+        return out
+
+    def merge(self, other: GroupedStats) -> GroupedStats:
+        """Group-wise sum (both sides must use the same K)."""
+        if other.k != self.k or other.dim != self.dim:
+            raise ValueError(f"cannot merge grouped statistics (K={self.k}, dim={self.dim}) "
+                             f"with (K={other.k}, dim={other.dim})")
+        out = GroupedStats(self.dim, self.k)
+        out.groups = [a.merge(b) for a, b in zip(self.groups, other.groups, strict=True)]
+        return out
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}/count": np.array([s.count for s in self.groups], np.int64),
+            f"{prefix}/sum": np.stack([s.total for s in self.groups]),
+            f"{prefix}/outer": np.stack([s.outer for s in self.groups]),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Any, prefix: str) -> GroupedStats:
+        counts, sums, outers = arrays[f"{prefix}/count"], arrays[f"{prefix}/sum"], arrays[f"{prefix}/outer"]
+        out = cls(sums.shape[1], len(counts))
+        out.groups = [FeatureStats(sums.shape[1], c, s, o) for c, s, o in zip(counts, sums, outers, strict=True)]
+        return out
+
+
+@dataclass
+class FeatureSetStats:
+    """Grouped statistics of one sample set for every feature stream of a metric, with provenance.
+
+    ``streams`` maps a stream name (``xy``, ``xz``, ``yz`` for FID; ``video`` for FVD) to its statistics;
+    ``n_volumes`` counts the volumes behind them; ``provenance`` records metric, extractor, weights and
+    preprocessing, and must agree between the two sides of a comparison.
+    """
+
+    streams: dict[str, GroupedStats]
+    n_volumes: int = 0
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def merge(self, other: FeatureSetStats) -> FeatureSetStats:
+        """Statistics of both sets together; refuses sets made with different provenance."""
+        if other.provenance != self.provenance:
+            raise ValueError(f"cannot merge statistics of different provenance: {self.provenance} "
+                             f"vs {other.provenance}")
+        if set(other.streams) != set(self.streams):
+            raise ValueError(f"streams differ: {sorted(self.streams)} vs {sorted(other.streams)}")
+        return FeatureSetStats(
+            {k: v.merge(other.streams[k]) for k, v in self.streams.items()},
+            self.n_volumes + other.n_volumes,
+            dict(self.provenance),
+        )
+
+    def all_reduce(self, group: Any = None) -> None:
+        """Sum the statistics over all ranks of ``torch.distributed`` in place (every rank gets the union).
+
+        Each rank must hold the same streams and K; tensors travel in float64 on the default device of
+        the backend (CPU for gloo, the current CUDA device for nccl).
+        """
+        import torch.distributed as dist
+
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else "cpu"
+        n = torch.tensor([self.n_volumes], dtype=torch.float64, device=device)
+        dist.all_reduce(n, group=group)
+        self.n_volumes = int(n.item())
+        for stats in self.streams.values():
+            for s in stats.groups:
+                flat = torch.from_numpy(np.concatenate([[float(s.count)], s.total, s.outer.ravel()])).to(device)
+                dist.all_reduce(flat, group=group)
+                flat = flat.cpu().numpy()
+                s.count = int(round(flat[0]))
+                s.total = flat[1 : 1 + s.dim].copy()
+                s.outer = flat[1 + s.dim :].reshape(s.dim, s.dim).copy()
+
+    def save(self, path: str | Path) -> Path:
+        """Write as ``.npz`` (atomically); provenance goes in as JSON."""
+        arrays: dict[str, np.ndarray] = {}
+        for name, stats in self.streams.items():
+            arrays.update(stats.to_arrays(name))
+        meta = {"n_volumes": self.n_volumes, "provenance": self.provenance, "streams": sorted(self.streams)}
+        arrays["meta.json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return atomic_write_bytes(Path(path), buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureSetStats:
+        """Read a file written by :meth:`save`; a clear error names the file if it is not one."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta.json"]).decode())
+                streams = {name: GroupedStats.from_arrays(z, name) for name in meta["streams"]}
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: not a ctbench statistics file ({exc})") from exc
+        return cls(streams, int(meta["n_volumes"]), meta["provenance"])
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, then ``os.replace`` it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def content_key(fields: dict[str, Any]) -> str:
+    """sha256 (hex) of ``fields`` as canonical JSON: the cache key of reference statistics."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def stats_cache_dir(metric: str) -> Path:
+    """``<cache_root>/stats/<metric>``."""
+    return cache_root() / "stats" / metric
+
+
+def cache_path(metric: str, fields: dict[str, Any]) -> Path:
+    """Where the statistics keyed by ``fields`` live; the key's fields are written beside it as JSON."""
+    return stats_cache_dir(metric) / f"{content_key(fields)}.npz"
+
+
+def load_cached(metric: str, fields: dict[str, Any]) -> FeatureSetStats | None:
+    """Cached statistics for exactly ``fields``, or None (also None when the stored fields differ)."""
+    path = cache_path(metric, fields)
+    if not path.is_file():
+        return None
+    stats = FeatureSetStats.load(path)
+    if stats.provenance.get("cache_fields") != json.loads(json.dumps(fields, sort_keys=True, default=str)):
+        return None
+    return stats
+
+
+def store_cached(metric: str, stats: FeatureSetStats) -> Path:
+    """Store reference statistics under the key of ``stats.provenance['cache_fields']``, plus a JSON sidecar."""
+    fields = stats.provenance["cache_fields"]
+    path = cache_path(metric, fields)
+    stats.save(path)
+    sidecar = json.dumps({"key": path.stem, "fields": fields}, indent=2, sort_keys=True, default=str)
+    atomic_write_bytes(path.with_suffix(".json"), sidecar.encode())
+    return path
+
+
+def import_stats(src: str | Path) -> tuple[str, Path]:
+    """Put an exported reference-statistics ``.npz`` into the cache under its own key; returns (metric, path)."""
+    stats = FeatureSetStats.load(src)
+    fields = stats.provenance.get("cache_fields")
+    metric = stats.provenance.get("metric")
+    if not fields or not metric:
+        raise ValueError(f"{src}: statistics carry no cache fields; "
+                         "only `ctbench stats --export` files can be imported")
+    return metric, store_cached(metric, stats)

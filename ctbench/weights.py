@@ -1,0 +1,292 @@
+"""Pinned feature-network weights: where they come from, where they live, and whether they are the right ones.
+
+Two networks are pinned (:data:`WEIGHTS`):
+
+* ``inception-v3-compat``: the TensorFlow FID InceptionV3 (``pt_inception-2015-12-05``) converted to PyTorch,
+  one ``.pth`` file, as torch-fidelity and pytorch-fid distribute it. Verified by its sha256.
+* ``i3d-kinetics-400``: the TF-Hub module ``deepmind/i3d-kinetics-400/1``, a SavedModel folder. Verified by a
+  content hash of the folder (sha256 over the sorted relative paths and the sha256 of each file), because the
+  tarball served by TF-Hub/Kaggle is re-packed by the server and its bytes are not stable.
+
+Weights live in ``$CTBENCH_CACHE/weights`` (default ``~/.cache/ctbench/weights``). ``fetch`` downloads them with
+pooch and checks the pinned hash; ``import_weights`` copies a local file or folder in (air-gapped machines);
+``resolve`` finds them for a metric, or raises :class:`~ctbench.metrics.base.MetricUnavailable` naming the file,
+the places searched and both ways to get it. ``unverified_ok=True`` accepts any file of the right architecture;
+everything computed with it is marked unverified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ctbench.metrics.base import MetricUnavailable
+
+I3D_HANDLE = "https://tfhub.dev/deepmind/i3d-kinetics-400/1"
+"""The TF-Hub handle of the FVD network; tensorflow_hub caches it under ``sha1(handle)`` in ``TFHUB_CACHE_DIR``."""
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One pinned network: a single file (``kind='file'``) or a SavedModel folder (``kind='savedmodel'``)."""
+
+    name: str
+    kind: str
+    filename: str
+    """File or folder name inside the weights cache."""
+    url: str
+    """Canonical download URL (for ``savedmodel``: a ``.tar.gz`` of the folder)."""
+    sha256: str | None
+    """Pinned sha256 of the file, or content hash of the folder; None = not pinned yet (never verified)."""
+    size_bytes: int | None = None
+    handle: str | None = None
+    """TF-Hub handle, for folders that tensorflow_hub can also find in ``TFHUB_CACHE_DIR``."""
+    description: str = ""
+
+
+WEIGHTS: dict[str, WeightSpec] = {
+    "inception-v3-compat": WeightSpec(
+        name="inception-v3-compat",
+        kind="file",
+        filename="weights-inception-2015-12-05-6726825d.pth",
+        url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+        sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+        size_bytes=95_628_359,
+        description="TF FID InceptionV3 (pt_inception-2015-12-05) as used by torch-fidelity and pytorch-fid",
+    ),
+    "i3d-kinetics-400": WeightSpec(
+        name="i3d-kinetics-400",
+        kind="savedmodel",
+        filename="i3d-kinetics-400-1",
+        url=I3D_HANDLE + "?tf-hub-format=compressed",
+        # The served tarball is re-packed (its bytes change); no folder content hash has been published.
+        # Fill this in from `ctbench weights status` on a machine that fetched it; until then FVD is unverified.
+        sha256=None,
+        handle=I3D_HANDLE,
+        description="TF-Hub deepmind/i3d-kinetics-400/1 (SavedModel, default signature: 400 logits)",
+    ),
+}
+
+
+def cache_root() -> Path:
+    """``$CTBENCH_CACHE`` or ``~/.cache/ctbench``; everything ctbench caches lives below it."""
+    return Path(os.environ.get("CTBENCH_CACHE") or Path.home() / ".cache" / "ctbench").expanduser()
+
+
+def weights_dir() -> Path:
+    """Folder holding fetched or imported weights: ``<cache_root>/weights``."""
+    return cache_root() / "weights"
+
+
+def get_spec(name: str) -> WeightSpec:
+    """The spec of a pinned network; ``KeyError`` listing the known names."""
+    try:
+        return WEIGHTS[name]
+    except KeyError:
+        raise KeyError(f"unknown weights {name!r}; known: {', '.join(sorted(WEIGHTS))}") from None
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 (hex) of one file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dir_sha256(path: Path) -> str:
+    """Content hash (hex) of a folder: sha256 over ``relative/path\0<file sha256>\n`` for each file, sorted."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path).as_posix()}\0{file_sha256(f)}\n".encode())
+    return h.hexdigest()
+
+
+def content_sha256(path: Path) -> str:
+    """:func:`file_sha256` for a file, :func:`dir_sha256` for a folder."""
+    return dir_sha256(path) if path.is_dir() else file_sha256(path)
+
+
+def tfhub_module_dir(handle: str) -> Path:
+    """Where tensorflow_hub caches ``handle``: ``$TFHUB_CACHE_DIR/<sha1(handle)>``.
+
+    Without ``TFHUB_CACHE_DIR`` tensorflow_hub uses ``$TMPDIR/tfhub_modules``; so does this function.
+    """
+    root = os.environ.get("TFHUB_CACHE_DIR") or str(Path(tempfile.gettempdir()) / "tfhub_modules")
+    return Path(root).expanduser() / hashlib.sha1(handle.encode("utf8")).hexdigest()
+
+
+def candidates(spec: WeightSpec) -> list[Path]:
+    """Every place searched for ``spec``, in order: the ctbench weights cache, then the TF-Hub cache."""
+    places = [weights_dir() / spec.filename]
+    if spec.handle:
+        places.append(tfhub_module_dir(spec.handle))
+    return places
+
+
+def _present(spec: WeightSpec, path: Path) -> bool:
+    if spec.kind == "savedmodel":
+        return (path / "saved_model.pb").is_file()
+    return path.is_file()
+
+
+def locate(name: str) -> Path | None:
+    """The first place holding ``name``'s weights, or None."""
+    spec = get_spec(name)
+    return next((p for p in candidates(spec) if _present(spec, p)), None)
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Weights found on disk, with their hash and whether it equals the pinned one."""
+
+    spec: WeightSpec
+    path: Path
+    sha256: str
+    verified: bool
+
+
+def how_to_get(spec: WeightSpec) -> str:
+    """The two ways to obtain ``spec``'s weights, as one line for error messages."""
+    return (
+        f"run `ctbench weights fetch {spec.name}` (downloads {spec.url}), or on an offline machine copy it "
+        f"from one that has it and run `ctbench weights import PATH --name {spec.name}`"
+    )
+
+
+def resolve(name: str, unverified_ok: bool = False) -> ResolvedWeights:
+    """Find and hash ``name``'s weights; raise :class:`MetricUnavailable` before any work if they cannot be used.
+
+    Unverified weights (hash differs from the pin, or no pin exists) are refused unless ``unverified_ok``.
+    """
+    spec = get_spec(name)
+    path = locate(name)
+    if path is None:
+        looked = ", ".join(str(p) for p in candidates(spec))
+        what = "SavedModel folder" if spec.kind == "savedmodel" else "file"
+        raise MetricUnavailable(
+            f"{spec.name} weights missing: {what} {spec.filename!r} not found (looked in: {looked}). "
+            f"To get it, {how_to_get(spec)}."
+        )
+    digest = content_sha256(path)
+    verified = spec.sha256 is not None and digest == spec.sha256
+    if not verified and not unverified_ok:
+        why = (
+            f"has sha256 {digest}, expected {spec.sha256}"
+            if spec.sha256
+            else f"has sha256 {digest}, and ctbench pins no hash for it yet"
+        )
+        raise MetricUnavailable(
+            f"{spec.name} weights at {path} {why}. Replace them ({how_to_get(spec)}), or pass "
+            "--unverified-weights (Python: unverified_ok=True) to compute values marked unverified."
+        )
+    return ResolvedWeights(spec=spec, path=path, sha256=digest, verified=verified)
+
+
+def _install(src: Path, dest: Path) -> Path:
+    """Copy ``src`` (file or folder) to ``dest`` atomically: copy beside ``dest``, then ``os.replace``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        staged = tmp / dest.name
+        if src.is_dir():
+            shutil.copytree(src, staged)
+        else:
+            shutil.copyfile(src, staged)
+        if dest.is_dir():
+            old = tmp / "old"
+            os.replace(dest, old)
+        os.replace(staged, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def infer_name(path: Path) -> str:
+    """Which pinned network a local file or folder is: a SavedModel folder is I3D, a ``.pth`` file InceptionV3."""
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "i3d-kinetics-400"
+        raise ValueError(f"{path}: folder has no saved_model.pb; not a TF-Hub SavedModel")
+    if path.suffix in (".pth", ".pt"):
+        return "inception-v3-compat"
+    raise ValueError(f"{path}: cannot tell which weights this is; pass --name ({', '.join(sorted(WEIGHTS))})")
+
+
+def import_weights(src: str | Path, name: str | None = None, unverified_ok: bool = False) -> ResolvedWeights:
+    """Copy a local weights file or SavedModel folder into the cache (air-gapped machines).
+
+    The hash is checked first; a mismatch raises ``ValueError`` unless ``unverified_ok``.
+    """
+    src = Path(src).expanduser()
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no such file or folder")
+    spec = get_spec(name or infer_name(src))
+    if spec.kind == "savedmodel" and not (src / "saved_model.pb").is_file():
+        raise ValueError(f"{src}: {spec.name} must be a SavedModel folder containing saved_model.pb")
+    if spec.kind == "file" and not src.is_file():
+        raise ValueError(f"{src}: {spec.name} must be a single file")
+    digest = content_sha256(src)
+    verified = spec.sha256 is not None and digest == spec.sha256
+    if not verified and not unverified_ok:
+        raise ValueError(
+            f"{src}: sha256 {digest} does not match the pinned {spec.sha256} for {spec.name}; "
+            "pass --unverified-weights to import it anyway (results will be marked unverified)"
+        )
+    dest = _install(src, weights_dir() / spec.filename)
+    return ResolvedWeights(spec=spec, path=dest, sha256=digest, verified=verified)
+
+
+def fetch(name: str, progress: bool = True) -> ResolvedWeights:
+    """Download ``name``'s weights from the canonical URL with pooch, verify the pin, install into the cache."""
+    import pooch
+
+    spec = get_spec(name)
+    downloads = weights_dir() / "downloads"
+    if spec.kind == "file":
+        known = f"sha256:{spec.sha256}" if spec.sha256 else None
+        path = Path(pooch.retrieve(spec.url, known_hash=known, fname=spec.filename, path=weights_dir(),
+                                   progressbar=progress))
+        return ResolvedWeights(spec, path, file_sha256(path), verified=spec.sha256 is not None)
+    tarball = Path(pooch.retrieve(spec.url, known_hash=None, fname=f"{spec.filename}.tar.gz", path=downloads,
+                                  progressbar=progress))
+    extract = Path(tempfile.mkdtemp(prefix=f".{spec.filename}.", dir=downloads))
+    try:
+        shutil.unpack_archive(str(tarball), str(extract), format="gztar")
+        return import_weights(extract, spec.name, unverified_ok=spec.sha256 is None)
+    finally:
+        shutil.rmtree(extract, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class WeightStatus:
+    """What ``ctbench weights status`` shows for one network."""
+
+    name: str
+    path: Path | None
+    sha256: str | None
+    pinned: str | None
+    verified: bool
+
+    @property
+    def state(self) -> str:
+        if self.path is None:
+            return "missing"
+        if self.verified:
+            return "verified"
+        return "unpinned" if self.pinned is None else "WRONG HASH"
+
+
+def status() -> list[WeightStatus]:
+    """Presence and verification of every pinned network (hashes each file found)."""
+    out = []
+    for spec in WEIGHTS.values():
+        path = locate(spec.name)
+        digest = content_sha256(path) if path is not None else None
+        out.append(WeightStatus(spec.name, path, digest, spec.sha256, digest is not None and digest == spec.sha256))
+    return out
