@@ -104,7 +104,7 @@ class Generator(ABC):
         variant = variant or cls.default_variant()
         known = cls.variants()
         if variant != "default" and variant not in known:
-            raise UnknownNameError(f"{cls.name}@{variant}", [f"{cls.name}@{v}" for v in known])
+            raise UnknownNameError(f"{cls.name}@{variant}", [f"{cls.name}@{v}" for v in ["default", *known]], "variant")
         config = deep_update(cls.default_config(), known.get(variant, {}))
         return deep_update(config, overrides or {})
 
@@ -136,13 +136,40 @@ class Generator(ABC):
 class UnknownNameError(KeyError):
     """An unknown generator or variant; the message lists the closest known names."""
 
-    def __init__(self, name: str, known: list[str]):
+    def __init__(self, name: str, known: list[str], kind: str = "generator"):
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        super().__init__(f"unknown generator {name!r}.{hint} Known: {', '.join(sorted(known)) or 'none'}")
+        super().__init__(f"unknown {kind} {name!r}.{hint} Known: {', '.join(sorted(known)) or 'none'}")
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class BadSamplesError(ValueError):
+    """A generator returned something other than ``(n, 1, 64, 128, 128)`` float32 finite values in [-1, 1]."""
+
+
+def check_samples(x: object, n: int, generator: str, shape: tuple[int, ...] = (1, 64, 128, 128)) -> torch.Tensor:
+    """Validate what ``generator.sample(n, ...)`` returned; raises :class:`BadSamplesError` naming the generator.
+
+    Accepts a CPU or device tensor; returns it on the CPU.
+    """
+    where = f"generator {generator!r} sample(n={n})"
+    if not isinstance(x, torch.Tensor):
+        raise BadSamplesError(f"{where} returned {type(x).__name__}, expected a torch.Tensor")
+    if tuple(x.shape) != (n, *shape):
+        raise BadSamplesError(f"{where} returned shape {tuple(x.shape)}, expected {(n, *shape)}")
+    if x.dtype != torch.float32:
+        raise BadSamplesError(f"{where} returned dtype {x.dtype}, expected torch.float32")
+    x = x.detach().cpu()
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        first = int(bad.flatten(1).any(1).nonzero()[0])
+        raise BadSamplesError(f"{where} returned {int(bad.sum())} NaN/inf values (first in sample {first})")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1.0 - 1e-6 or hi > 1.0 + 1e-6:
+        raise BadSamplesError(f"{where} returned values in [{lo:.4g}, {hi:.4g}], expected [-1, 1]")
+    return x
 
 
 @dataclass
@@ -201,11 +228,36 @@ class Registry:
         return self._cache[name]
 
     def get(self, name: str) -> type[Generator]:
-        """The plugin class for ``name``; raises with the import error if it failed to load."""
+        """The plugin class for ``name``; raises :class:`UnknownNameError` or, if it failed to import, RuntimeError."""
         st = self.status(name)
         if st.cls is None:
             raise RuntimeError(f"generator plugin {name!r} ({st.target}) failed to load: {st.error}")
         return st.cls
+
+    def statuses(self) -> list[PluginStatus]:
+        """Every registered plugin, imported, with its load error if any (for ``ctbench ls``)."""
+        return [self.status(name) for name in self.names()]
+
+    def resolve(self, spec: str) -> tuple[type[Generator], str]:
+        """Class and variant for ``NAME[@VARIANT]``; unknown names and variants list the close ones."""
+        name, variant = parse_spec(spec)
+        cls = self.get(name)
+        variant = variant or cls.default_variant()
+        known = ["default", *cls.variants()]
+        if variant not in known:
+            raise UnknownNameError(f"{name}@{variant}", [f"{name}@{v}" for v in known], kind="variant")
+        return cls, variant
+
+    def load(
+        self,
+        spec: str,
+        checkpoint: Path | None = None,
+        overrides: dict[str, Any] | None = None,
+        context: LoadContext | None = None,
+    ) -> Generator:
+        """Build the generator ``NAME[@VARIANT]`` ready to sample."""
+        cls, variant = self.resolve(spec)
+        return cls.load(checkpoint, variant=variant, overrides=overrides, context=context or LoadContext())
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:

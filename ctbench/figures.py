@@ -1,0 +1,125 @@
+"""Figures made at evaluate time: tri-planar montages of samples beside real volumes, memorisation pairs.
+
+Volumes are ``(1, D, H, W)`` in [-1, 1], shown in grey over [-1, 1]. Planes: xy = the middle axial slice,
+xz = the middle coronal slice, yz = the middle sagittal slice; in xz / yz the superior end is up and the
+pixel aspect follows the protocol's voxel size (1.8 × 1.8 × 6.25 mm), so anatomy is not squashed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ctbench.data.atomic import atomic_path  # noqa: E402
+from ctbench.protocol import FLARE22_V1, Protocol  # noqa: E402
+
+PLANES = ("xy", "xz", "yz")
+
+
+def mid_slices(volume: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
+    """The three middle slices of a ``(1, D, H, W)`` or ``(D, H, W)`` volume, oriented for display.
+
+    xy: ``(H, W)`` axial (anterior up); xz: ``(D, W)`` coronal; yz: ``(D, H)`` sagittal (superior up in both).
+    """
+    v = np.asarray(volume.detach().cpu() if isinstance(volume, torch.Tensor) else volume, dtype=np.float32)
+    if v.ndim == 4:
+        v = v[0]
+    d, h, w = v.shape
+    return {"xy": v[d // 2][::-1], "xz": v[:, h // 2, :][::-1], "yz": v[:, :, w // 2][::-1]}
+
+
+def _aspect(plane: str, protocol: Protocol) -> float:
+    sx, sy, sz = protocol.output_spacing_mm
+    return {"xy": sy / sx, "xz": sz / sx, "yz": sz / sy}[plane]
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def triplanar_montage(
+    groups: Sequence[tuple[str, Sequence[torch.Tensor], Sequence[str]]],
+    path: str | Path,
+    title: str = "",
+    protocol: Protocol = FLARE22_V1,
+) -> Path:
+    """One PNG: a column per volume, a row per plane; ``groups`` = (group label, volumes, column labels).
+
+    E.g. ``[("noise", samples, ["#0", "#1"]), ("real", reals, ["case_01", "case_02"])]``.
+    """
+    columns = [(g, v, lab) for g, vols, labs in groups for v, lab in zip(vols, labs, strict=True)]
+    if not columns:
+        raise ValueError("montage needs at least one volume")
+    fig, axes = plt.subplots(3, len(columns), figsize=(1.9 * len(columns), 1.9 * 3 * 1.3), squeeze=False)
+    for c, (group, vol, label) in enumerate(columns):
+        slices = mid_slices(vol)
+        for r, plane in enumerate(PLANES):
+            ax = axes[r, c]
+            ax.imshow(slices[plane], cmap="gray", vmin=-1, vmax=1, aspect=_aspect(plane, protocol))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{group}\n{label}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(plane, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, Path(path))
+
+
+def pairs_figure(
+    pairs: Sequence[tuple[str, torch.Tensor, str, torch.Tensor]],
+    path: str | Path,
+    title: str = "",
+    protocol: Protocol = FLARE22_V1,
+) -> Path:
+    """Side-by-side rows ``(label A, volume A, label B, volume B)``: xy and xz of A, then of B."""
+    if not pairs:
+        raise ValueError("pairs figure needs at least one pair")
+    fig, axes = plt.subplots(len(pairs), 4, figsize=(8, 2.4 * len(pairs)), squeeze=False)
+    for r, (label_a, vol_a, label_b, vol_b) in enumerate(pairs):
+        for c, (label, vol, plane) in enumerate(
+            [(label_a, vol_a, "xy"), (label_a, vol_a, "xz"), (label_b, vol_b, "xy"), (label_b, vol_b, "xz")]
+        ):
+            ax = axes[r, c]
+            ax.imshow(mid_slices(vol)[plane], cmap="gray", vmin=-1, vmax=1, aspect=_aspect(plane, protocol))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{label} ({plane})", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, Path(path))
+
+
+def interval_plot(
+    rows: Sequence[tuple[str, float | None, tuple[float, float] | None]], path: str | Path, metric: str
+) -> Path:
+    """Horizontal dot-and-whisker plot of one metric: ``rows`` = (generator label, value, interval or None).
+
+    Missing values are drawn as a grey "—" label, never as 0.
+    """
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(rows) + 1.0))
+    for y, (_label, value, interval) in enumerate(rows):
+        if value is None:
+            ax.text(0.5, y, "—  (missing)", transform=ax.get_yaxis_transform(), color="grey", va="center", fontsize=8)
+            continue
+        if interval is not None:
+            ax.plot(interval, [y, y], color="tab:blue", lw=2)
+        ax.plot([value], [y], "o", color="tab:blue")
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(metric)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, Path(path))

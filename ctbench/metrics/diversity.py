@@ -1,0 +1,168 @@
+"""Diversity: mean pairwise 3D MS-SSIM among volumes (lower = more diverse); needs no downloaded weights.
+
+Written here rather than taken from a library: neither torchmetrics nor pytorch-msssim is a ctbench
+dependency, and both run a dense k³ 3D convolution, while a Gaussian window is separable (3k taps per
+voxel instead of k³; here each axis is a banded matmul). For pairwise use, each volume's local means and
+second moments are filtered once and only the cross term ``f(x·y)`` is filtered per pair.
+
+Choices for 64×128×128 volumes: Gaussian window 7 voxels, σ = 1.5, "valid" filtering, 3 scales (64 → 32 → 16
+axial slices; a 4th and 5th scale would leave fewer voxels than the window), average-pool ×2 between scales,
+scale weights = the first three of Wang et al.'s five (0.0448, 0.2856, 0.3001) renormalised to sum 1,
+negative contrast-structure terms clamped at 0 (as torchmetrics' ``normalize="relu"``), data range 2
+(values in [-1, 1]).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ctbench.metrics.base import MetricValue
+
+VERSION = "1"
+WINDOW = 7
+SIGMA = 1.5
+SCALE_WEIGHTS = (0.0448, 0.2856, 0.3001)
+DATA_RANGE = 2.0
+K1, K2 = 0.01, 0.03
+KEYS = ("ms_ssim", "ms_ssim_real")
+
+
+def gaussian_window(size: int = WINDOW, sigma: float = SIGMA) -> torch.Tensor:
+    """1D Gaussian taps ``(size,)`` summing to 1."""
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    w = torch.exp(-(x**2) / (2 * sigma**2))
+    return (w / w.sum()).float()
+
+
+def _band(n: int, window: torch.Tensor) -> torch.Tensor:
+    """``(n - k + 1, n)`` matrix whose rows are the window shifted by one: 'valid' correlation as a matmul."""
+    k = window.numel()
+    rows = torch.arange(n - k + 1)[:, None] + torch.arange(k)[None, :]
+    band = torch.zeros(n - k + 1, n, dtype=window.dtype)
+    band.scatter_(1, rows, window.expand(n - k + 1, k).contiguous())
+    return band
+
+
+def filter3d(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """Separable 'valid' Gaussian filtering of ``(N, 1, D, H, W)``; output shrinks by ``len(window) - 1`` per axis.
+
+    Each axis is one matmul with a banded matrix: about 10× faster on CPU than three thin ``conv3d`` calls.
+    """
+    w = window.to(x.dtype)
+    d, h, wd = x.shape[2:]
+    y = x[:, 0] @ _band(wd, w).T
+    y = torch.einsum("ndhw,eh->ndew", y, _band(h, w))
+    y = torch.einsum("ndhw,ed->nehw", y, _band(d, w))
+    return y[:, None]
+
+
+def _check(volumes: torch.Tensor, scales: int, window: int) -> None:
+    if volumes.ndim != 5 or volumes.shape[1] != 1:
+        raise ValueError(f"MS-SSIM expects (N, 1, D, H, W), got {tuple(volumes.shape)}")
+    smallest = min(volumes.shape[2:]) // 2 ** (scales - 1)
+    if smallest < window:
+        raise ValueError(
+            f"volume {tuple(volumes.shape[2:])} too small for {scales} scales with a {window}-voxel window "
+            f"(smallest scale {smallest} < {window})"
+        )
+
+
+def _weights(scales: int) -> torch.Tensor:
+    w = torch.tensor(SCALE_WEIGHTS[:scales], dtype=torch.float64)
+    return w / w.sum()
+
+
+def ms_ssim_3d(x: torch.Tensor, y: torch.Tensor, scales: int = len(SCALE_WEIGHTS)) -> torch.Tensor:
+    """MS-SSIM of matching pairs ``x[i], y[i]``; inputs ``(N, 1, D, H, W)`` in [-1, 1]; returns ``(N,)`` float64."""
+    _check(x, scales, WINDOW)
+    win = gaussian_window()
+    c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
+    x, y = x.float(), y.float()
+    out = torch.ones(x.shape[0], dtype=torch.float64)
+    for s, w in enumerate(_weights(scales)):
+        mx, my = filter3d(x, win), filter3d(y, win)
+        vx = filter3d(x * x, win) - mx**2
+        vy = filter3d(y * y, win) - my**2
+        cxy = filter3d(x * y, win) - mx * my
+        cs = ((2 * cxy + c2) / (vx + vy + c2)).flatten(1).mean(1).clamp_min(0).double()
+        if s == scales - 1:
+            lum = ((2 * mx * my + c1) / (mx**2 + my**2 + c1)).flatten(1).mean(1).clamp_min(0).double()
+            cs = cs * lum
+        out = out * cs**w
+        x, y = F.avg_pool3d(x, 2), F.avg_pool3d(y, 2)
+    return out
+
+
+def pairwise_ms_ssim(volumes: torch.Tensor, scales: int = len(SCALE_WEIGHTS)) -> torch.Tensor:
+    """Symmetric ``(M, M)`` float64 matrix of MS-SSIM between all pairs of ``(M, 1, D, H, W)`` volumes.
+
+    The diagonal is 1. Per-volume moments are filtered once; each pair filters only ``x·y``.
+    """
+    _check(volumes, scales, WINDOW)
+    win = gaussian_window()
+    c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
+    m = volumes.shape[0]
+    log_out = torch.zeros(m, m, dtype=torch.float64)
+    x = volumes.float()
+    for s, w in enumerate(_weights(scales)):
+        mu = filter3d(x, win)
+        var = filter3d(x * x, win) - mu**2
+        for i in range(m - 1):
+            rest = slice(i + 1, m)
+            cxy = filter3d(x[i : i + 1] * x[rest], win) - mu[i : i + 1] * mu[rest]
+            cs = ((2 * cxy + c2) / (var[i : i + 1] + var[rest] + c2)).flatten(1).mean(1).clamp_min(0).double()
+            if s == scales - 1:
+                mi, mj = mu[i : i + 1], mu[rest]
+                cs = cs * ((2 * mi * mj + c1) / (mi**2 + mj**2 + c1)).flatten(1).mean(1).clamp_min(0).double()
+            log_out[i, rest] += w * torch.log(cs.clamp_min(1e-300))
+        x = F.avg_pool3d(x, 2)
+    out = torch.exp(log_out)
+    out = torch.triu(out, 1)
+    return out + out.T + torch.eye(m, dtype=torch.float64)
+
+
+def mean_offdiagonal_interval(
+    matrix: torch.Tensor, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, tuple[float, float] | None]:
+    """Mean of the off-diagonal entries and a percentile bootstrap interval resampling the volumes.
+
+    Each bootstrap draw picks M volumes with replacement and averages the matrix over pairs of distinct
+    draws (pairs of a volume with its own copy are left out). No interval for fewer than 3 volumes.
+    """
+    a = matrix.numpy()
+    m = a.shape[0]
+    off = ~np.eye(m, dtype=bool)
+    mean = float(a[off].mean())
+    if m < 3:
+        return mean, None
+    rng = np.random.default_rng(seed)
+    stats = np.empty(resamples)
+    for b in range(resamples):
+        idx = rng.integers(0, m, m)
+        sub = a[np.ix_(idx, idx)]
+        distinct = idx[:, None] != idx[None, :]
+        stats[b] = sub[distinct].mean() if distinct.any() else mean
+    lo, hi = np.percentile(stats, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return mean, (float(lo), float(hi))
+
+
+def diversity_value(volumes: torch.Tensor, note: str | None = None) -> MetricValue:
+    """Mean pairwise MS-SSIM of ``(M, 1, D, H, W)`` volumes in [-1, 1] as a :class:`MetricValue` (n = M)."""
+    m = volumes.shape[0]
+    if m < 2:
+        return MetricValue(None, n=m, metric_version=VERSION, note="needs at least 2 volumes")
+    mean, interval = mean_offdiagonal_interval(pairwise_ms_ssim(volumes))
+    return MetricValue(
+        value=mean if math.isfinite(mean) else None,
+        n=m,
+        interval=interval,
+        interval_method="bootstrap over volumes, 95%, 1000 resamples" if interval else None,
+        extractor=f"ms-ssim-3d(window={WINDOW}, sigma={SIGMA}, scales={len(SCALE_WEIGHTS)})",
+        verified=True,
+        metric_version=VERSION,
+        note=note,
+    )

@@ -1,0 +1,126 @@
+"""Generators that need no training; they anchor the scale of every metric.
+
+* ``real-holdout``: returns real held-out volumes (the ``val`` split by default) — the floor a generator aims at;
+* ``noise``: i.i.d. Gaussian voxels clipped to [-1, 1] — a trivially bad, maximally diverse generator;
+* ``mean-volume``: the voxel-wise mean of the training volumes, the same for every sample — bad, no diversity.
+
+They register through the ``ctbench.generators`` entry points in ctbench's ``pyproject.toml``, like any plugin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ctbench.api import Generator, GeneratorInfo, LoadContext
+from ctbench.seeding import sample_generator, sample_seed
+
+VERSION = "1"
+
+
+def _data_dir(context: LoadContext | None, name: str) -> Path:
+    if context is None or context.data_dir is None:
+        raise ValueError(f"generator {name!r} reads real volumes: pass a prepared folder (--data)")
+    return Path(context.data_dir)
+
+
+class _Baseline(Generator):
+    def __init__(self, variant: str, config: dict[str, Any], overrides: dict[str, Any]):
+        self.variant = variant
+        self.config = config
+        self.overrides = overrides
+
+    def info(self) -> GeneratorInfo:
+        return GeneratorInfo(self.name, self.variant, VERSION, self.config, parameters=0, overrides=self.overrides)
+
+
+class RealHoldout(_Baseline):
+    """Real volumes of a held-out split, in a seeded order: sample i is volume ``perm_seed[i mod count]``."""
+
+    name = "real-holdout"
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {"split": "val"}
+
+    @classmethod
+    def variants(cls) -> dict[str, dict[str, Any]]:
+        return {"test": {"split": "test"}, "train": {"split": "train"}}
+
+    @classmethod
+    def load(cls, checkpoint, *, variant=None, overrides=None, context=None) -> RealHoldout:
+        from ctbench.data.prepared import cases
+
+        variant = variant or cls.default_variant()
+        config = cls.resolve_config(variant, overrides)
+        gen = cls(variant, config, overrides or {})
+        gen.cases = cases(_data_dir(context, cls.name), config["split"])
+        if not gen.cases:
+            raise ValueError(f"generator {cls.name!r}: split {config['split']!r} of {context.data_dir} is empty")
+        return gen
+
+    def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:
+        from ctbench.data.prepared import read_volume
+
+        order = torch.randperm(len(self.cases), generator=torch.Generator().manual_seed(sample_seed(seed, -1)))
+        picks = [self.cases[int(order[i % len(self.cases)])] for i in range(offset, offset + n)]
+        return torch.from_numpy(np.stack([read_volume(c.path) for c in picks]))[:, None]
+
+
+class GaussianNoise(_Baseline):
+    """Voxels ``clip(mean + std · N(0, 1), -1, 1)`` drawn from sample i's own stream."""
+
+    name = "noise"
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {"mean": 0.0, "std": 0.5}
+
+    @classmethod
+    def variants(cls) -> dict[str, dict[str, Any]]:
+        return {"wide": {"std": 1.0}}
+
+    @classmethod
+    def load(cls, checkpoint, *, variant=None, overrides=None, context=None) -> GaussianNoise:
+        variant = variant or cls.default_variant()
+        return cls(variant, cls.resolve_config(variant, overrides), overrides or {})
+
+    def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:
+        shape = (1, 64, 128, 128)
+        out = torch.empty((n, *shape))
+        for k, i in enumerate(range(offset, offset + n)):
+            out[k] = torch.randn(shape, generator=sample_generator(seed, i)) * self.config["std"] + self.config["mean"]
+        return out.clamp_(-1.0, 1.0)
+
+
+class MeanVolume(_Baseline):
+    """The voxel-wise mean of the training volumes, returned for every sample (ignores the seed)."""
+
+    name = "mean-volume"
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {"split": "train"}
+
+    @classmethod
+    def load(cls, checkpoint, *, variant=None, overrides=None, context=None) -> MeanVolume:
+        from ctbench.data.prepared import cases, read_volume
+
+        variant = variant or cls.default_variant()
+        config = cls.resolve_config(variant, overrides)
+        gen = cls(variant, config, overrides or {})
+        train = cases(_data_dir(context, cls.name), config["split"])
+        if not train:
+            raise ValueError(f"generator {cls.name!r}: split {config['split']!r} of {context.data_dir} is empty")
+        total = np.zeros((64, 128, 128), dtype=np.float64)
+        for case in tqdm(train, desc="mean-volume: averaging", unit="vol", leave=False):
+            total += read_volume(case.path)
+        gen.mean = torch.from_numpy((total / len(train)).astype(np.float32))[None]
+        return gen
+
+    def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:
+        return self.mean.expand(n, *self.mean.shape).clone()
