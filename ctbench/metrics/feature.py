@@ -1,0 +1,208 @@
+"""What FID and FVD share: weights check, feature accumulation, reference statistics, Fréchet scoring.
+
+A :class:`FeatureMetric` turns volumes into one or more feature streams (FID: the ``xy``, ``xz``, ``yz``
+slice planes; FVD: ``video``), accumulates grouped sufficient statistics per stream
+(:class:`~ctbench.stats.FeatureSetStats`), and scores a generated set against the real one with the
+Fréchet distance and a grouped-jackknife interval.
+
+Intervals: the generated volumes are split into K disjoint groups (volume ``i`` → group ``i % K``, with
+``i`` the sample index the caller passes, so sharding does not change the groups); each replicate leaves one
+group out; the 95% interval is ``value ± 1.96·se_jackknife``. The real side is held fixed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ctbench.extractors.slicing import check_volumes
+from ctbench.metrics.base import MetricValue
+from ctbench.metrics.frechet import FrechetEstimate, FrechetReference, frechet_with_jackknife
+from ctbench.stats import FeatureSetStats, GroupedStats, load_cached, store_cached
+from ctbench.weights import ResolvedWeights, resolve
+
+DEFAULT_GROUPS = 8
+"""K of the grouped jackknife for generated sets (memory: K · dim² · 8 bytes per stream, 32 MiB each for FID)."""
+
+INTERVAL_METHOD = "grouped jackknife over generated volumes (K groups, i % K), 95% normal; real side fixed"
+
+_COMPARED = ("metric", "metric_version", "extractor", "weights_sha256", "preprocessing", "options")
+"""Provenance fields that must agree between the generated and the real statistics."""
+
+
+class FeatureAccumulator:
+    """Feeds batches of volumes through a metric's extractor into grouped statistics."""
+
+    def __init__(self, metric: FeatureMetric, extractor: Any, groups: int, provenance: dict[str, Any]):
+        self.metric = metric
+        self.extractor = extractor
+        self.stats = FeatureSetStats({s: GroupedStats(metric.dim, groups) for s in metric.streams}, 0, provenance)
+        self._next_index = 0
+
+    def update(self, volumes: torch.Tensor, indices: Sequence[int] | None = None) -> None:
+        """Add volumes ``(N, 1, 64, 128, 128)`` float32 in [-1, 1]; any N, call repeatedly.
+
+        ``indices`` are the global sample indices (they choose the jackknife group); by default the
+        running count of volumes seen by this accumulator.
+        """
+        check_volumes(volumes)
+        n = volumes.shape[0]
+        if indices is None:
+            idx = np.arange(self._next_index, self._next_index + n)
+        else:
+            idx = np.asarray(list(indices), np.int64)
+            if idx.shape != (n,):
+                raise ValueError(f"got {len(idx)} indices for {n} volumes")
+        self._next_index = int(idx.max()) + 1 if n else self._next_index
+        for stream, feats, vol in self.metric.features(self.extractor, volumes):
+            self.stats.streams[stream].update(feats, idx[vol.numpy()])
+        self.stats.n_volumes += n
+
+    def result(self) -> FeatureSetStats:
+        """The accumulated statistics (mergeable across shards: ``a.merge(b)`` or ``.all_reduce()``)."""
+        return self.stats
+
+
+class FeatureMetric(ABC):
+    """A Fréchet metric over features of a pinned network. Subclasses fill in the class attributes below."""
+
+    name: str
+    version: str
+    keys: tuple[str, ...]
+    streams: tuple[str, ...]
+    dim: int
+    weights_name: str
+    extractor_name: str
+    preprocessing: str
+
+    def __init__(self, groups: int = DEFAULT_GROUPS):
+        self.groups = groups
+
+    # -- what subclasses provide
+    def options(self) -> dict[str, Any]:
+        """Metric options that change values (recorded in provenance and in the cache key)."""
+        return {}
+
+    @abstractmethod
+    def build_extractor(self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None) -> Any:
+        """The feature network, loaded from ``weights``."""
+
+    @abstractmethod
+    def features(self, extractor: Any, volumes: torch.Tensor) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+        """Yield ``(stream, features (M, dim), volume index in the batch (M,))`` for a batch of volumes."""
+
+    @abstractmethod
+    def values(self, estimates: dict[str, FrechetEstimate], fake: FeatureSetStats, common: dict) -> dict:
+        """Turn per-stream estimates into the reported :class:`MetricValue` per key."""
+
+    # -- shared machinery
+    def check_ready(self, unverified_ok: bool = False) -> ResolvedWeights:
+        """Find and verify the weights; raises ``MetricUnavailable`` (what, where looked, how to get it)."""
+        return resolve(self.weights_name, unverified_ok=unverified_ok)
+
+    def provenance(self, weights: ResolvedWeights) -> dict[str, Any]:
+        return {
+            "metric": self.name,
+            "metric_version": self.version,
+            "extractor": self.extractor_name,
+            "weights_sha256": weights.sha256,
+            "verified": weights.verified,
+            "preprocessing": self.preprocessing,
+            "options": self.options(),
+        }
+
+    def accumulator(
+        self,
+        device: str | torch.device = "cpu",
+        batch_size: int | None = None,
+        unverified_ok: bool = False,
+        groups: int | None = None,
+    ) -> FeatureAccumulator:
+        """A fresh accumulator with the extractor loaded on ``device``."""
+        weights = self.check_ready(unverified_ok)
+        extractor = self.build_extractor(weights, device, batch_size)
+        return FeatureAccumulator(self, extractor, groups or self.groups, self.provenance(weights))
+
+    def cache_fields(self, manifest: Any, split: str, weights: ResolvedWeights) -> dict[str, Any]:
+        """Everything that determines reference statistics; its sha256 is the cache key."""
+        return {
+            "protocol": manifest.protocol,
+            "manifest_sha256": manifest.sha256,
+            "split": split,
+            **self.provenance(weights),
+        }
+
+    def reference(
+        self,
+        data_dir: str | Path,
+        split: str = "test",
+        device: str | torch.device = "cpu",
+        cache: bool = True,
+        unverified_ok: bool = False,
+        batch_size: int | None = None,
+    ) -> FeatureSetStats:
+        """Statistics of the real volumes of ``split`` in a prepared folder, from the cache when the key matches."""
+        from ctbench.data.prepared import load_manifest, read_volume
+
+        weights = self.check_ready(unverified_ok)
+        manifest = load_manifest(data_dir)
+        fields = self.cache_fields(manifest, split, weights)
+        if cache and (hit := load_cached(self.name, fields)) is not None:
+            return hit
+        cases = manifest.select(split)
+        if not cases:
+            raise ValueError(f"{Path(data_dir) / 'manifest.json'}: no finished cases in split {split!r}")
+        acc = self.accumulator(device, batch_size, unverified_ok, groups=1)
+        step = 4
+        for start in tqdm(range(0, len(cases), step), desc=f"{self.name} reference ({split})", unit="batch"):
+            chunk = cases[start : start + step]
+            vols = torch.stack([torch.from_numpy(read_volume(c.path))[None] for c in chunk])
+            acc.update(vols, indices=range(start, start + len(chunk)))
+        stats = acc.result()
+        stats.provenance["cache_fields"] = fields
+        if cache:
+            store_cached(self.name, stats)
+        return stats
+
+    def score(self, fake: FeatureSetStats, real: FeatureSetStats) -> dict[str, MetricValue]:
+        """Fréchet distance of every stream, with interval and N, as ``{key: MetricValue}`` for ``self.keys``."""
+        for k in _COMPARED:
+            if fake.provenance.get(k) != real.provenance.get(k):
+                raise ValueError(
+                    f"{self.name}: generated and real statistics differ in {k}: "
+                    f"{fake.provenance.get(k)!r} vs {real.provenance.get(k)!r}"
+                )
+        estimates = {}
+        for stream in self.streams:
+            ref_total = real.streams[stream].total()
+            ref = FrechetReference(ref_total.mean, ref_total.cov)
+            estimates[stream] = frechet_with_jackknife(fake.streams[stream], ref)
+        verified = bool(fake.provenance.get("verified")) and bool(real.provenance.get("verified"))
+        common = {
+            "extractor": self.extractor_name,
+            "weights_sha256": fake.provenance["weights_sha256"],
+            "verified": verified,
+            "metric_version": self.version,
+        }
+        return self.values(estimates, fake, common)
+
+
+def interval_note(estimate: FrechetEstimate) -> str:
+    return f"jackknife replicates={len(estimate.replicates)}" if estimate.replicates else "interval needs >= 2 groups"
+
+
+def make_value(value: float, n: int, interval: tuple[float, float] | None, common: dict, note: str) -> MetricValue:
+    return MetricValue(
+        value=float(value),
+        n=int(n),
+        interval=interval,
+        interval_method=INTERVAL_METHOD if interval is not None else None,
+        note=note,
+        **common,
+    )

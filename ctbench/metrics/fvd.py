@@ -1,0 +1,45 @@
+"""FVD: I3D Fréchet distance of volumes seen as 64-frame videos (:mod:`ctbench.extractors.i3d`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from ctbench.extractors.i3d import PREPROCESSING, I3DFeatures, import_tensorflow
+from ctbench.metrics.feature import FeatureMetric, interval_note, make_value
+from ctbench.metrics.frechet import FrechetEstimate
+from ctbench.stats import FeatureSetStats
+from ctbench.weights import ResolvedWeights, resolve, tfhub_module_dir
+
+
+class FVD(FeatureMetric):
+    """Fréchet video distance with the TF-Hub I3D (Kinetics-400) logits; ``n`` is the number of volumes."""
+
+    name = "fvd"
+    version = "1"
+    keys = ("fvd",)
+    streams = ("video",)
+    dim = I3DFeatures.dim
+    weights_name = "i3d-kinetics-400"
+    extractor_name = I3DFeatures.name
+    preprocessing = PREPROCESSING
+
+    def check_ready(self, unverified_ok: bool = False) -> ResolvedWeights:
+        weights = resolve(self.weights_name, unverified_ok=unverified_ok)
+        import_tensorflow()
+        return weights
+
+    def build_extractor(self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None):
+        handle = weights.spec.handle
+        # Found in TFHUB_CACHE_DIR: load through the handle so tensorflow_hub resolves it itself.
+        module: str | Path = handle if handle and weights.path == tfhub_module_dir(handle) else weights.path
+        return I3DFeatures(module, device, batch_size)
+
+    def features(self, extractor: I3DFeatures, volumes: torch.Tensor) -> Iterator:
+        yield "video", extractor(volumes), torch.arange(volumes.shape[0])
+
+    def values(self, estimates: dict[str, FrechetEstimate], fake: FeatureSetStats, common: dict) -> dict:
+        e = estimates["video"]
+        return {"fvd": make_value(e.value, e.n, e.interval(), common, interval_note(e))}
