@@ -1,0 +1,38 @@
+"""Atomic file writes: write to a temporary file in the destination folder, then ``os.replace``.
+
+A crash or Ctrl-C during a write leaves either the old file or no file, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is moved onto ``path`` atomically.
+
+    The temporary name keeps ``path``'s suffixes (``.nii.gz`` stays ``.nii.gz``) so libraries that pick
+    a format from the file name behave the same. On error the temporary file is removed.
+    """
+    path = Path(path)
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,222 @@
+"""``ctbench data prepare``: a folder of raw scans → a prepared folder (volumes + manifest).
+
+Finds the scans (:func:`discover`), prepares each in a worker process, writes every volume and the
+manifest atomically, and skips on a rerun the cases already finished from the same source bytes.
+Bad scans are recorded as failed with their reason; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ctbench.data.checks import ScanError
+from ctbench.data.prepared import (
+    MANIFEST_NAME,
+    VOLUMES_DIR,
+    CaseRecord,
+    Manifest,
+    file_sha256,
+    load_manifest,
+    write_volume,
+)
+from ctbench.data.scan_io import dicom_series_files, is_nifti
+from ctbench.data.split import assign_splits
+from ctbench.protocol import FLARE22_V1, Protocol
+
+MODALITY_SUFFIX = "_0000"
+"""FLARE22 / nnU-Net channel suffix dropped from file names to form case ids."""
+SAVE_EVERY_S = 1.0
+"""The manifest is rewritten at most this often during a run (and always at the end or on Ctrl-C)."""
+
+
+class PrepareError(RuntimeError):
+    """The whole batch cannot run (no scans, output not writable, protocol mismatch)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One scan to prepare: a NIfTI file or a DICOM series folder."""
+
+    id: str
+    path: Path
+
+
+@dataclass
+class PrepareResult:
+    """What a run did: the manifest, and case ids prepared now, skipped (already done), failed."""
+
+    manifest: Manifest
+    prepared: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[CaseRecord] = field(default_factory=list)
+
+
+def case_id(path: Path) -> str:
+    """Case id of a source: the file name without ``.nii[.gz]`` and ``_0000``; a folder's name."""
+    name = path.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    return name[: -len(MODALITY_SUFFIX)] if name.endswith(MODALITY_SUFFIX) else name
+
+
+def discover(src: str | os.PathLike) -> list[Source]:
+    """Scans in ``src`` (or ``src/images`` when present): ``*.nii``, ``*.nii.gz`` and DICOM series folders.
+
+    A folder that is itself one DICOM series is one case. Raises :class:`PrepareError` when ``src``
+    is missing or holds no scans, or when two sources map to the same case id.
+    """
+    src = Path(src)
+    if not src.is_dir():
+        raise PrepareError(f"{src}: source folder does not exist")
+    base = src / "images" if (src / "images").is_dir() else src
+    found = [p for p in sorted(base.iterdir()) if p.is_file() and is_nifti(p)]
+    found += [p for p in sorted(base.iterdir()) if p.is_dir() and dicom_series_files(p)]
+    if not found and dicom_series_files(base):
+        found = [base]
+    if not found:
+        raise PrepareError(f"{base}: no scans found (looked for *.nii, *.nii.gz and DICOM series folders)")
+    sources: dict[str, Source] = {}
+    for p in found:
+        cid = case_id(p)
+        if cid in sources:
+            raise PrepareError(f"{p}: case id {cid!r} also used by {sources[cid].path}; rename one")
+        sources[cid] = Source(cid, p.resolve())
+    return list(sources.values())
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        (out / VOLUMES_DIR).mkdir(parents=True, exist_ok=True)
+        probe = out / VOLUMES_DIR / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise PrepareError(f"{out}: output folder cannot be written ({exc.strerror or exc})") from exc
+
+
+def _is_done(prev: CaseRecord | None, out: Path, source_sha: str) -> bool:
+    if prev is None or prev.status != "ok" or prev.source_sha256 != source_sha or not prev.output:
+        return False
+    vol = out / prev.output
+    return vol.is_file() and file_sha256(vol) == prev.output_sha256
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def prepare_case(source: Source, out: Path, protocol: Protocol, previous: dict | None) -> tuple[str, dict]:
+    """Prepare one case (runs in a worker). Returns ``(action, record as dict)``, action one of
+    ``"prepared"``, ``"skipped"`` (finished before from the same source bytes) or ``"failed"``."""
+    from ctbench.data.pipeline import load_checked, prepare_scan
+
+    rec = CaseRecord(id=source.id, source=str(source.path))
+    try:
+        rec.source_sha256 = file_sha256(source.path)
+        prev = CaseRecord.from_dict(previous) if previous else None
+        if _is_done(prev, out, rec.source_sha256):
+            return "skipped", asdict(prev)
+        scan = load_checked(source.path, protocol)
+        rec.original_shape = list(scan.original_shape)
+        rec.original_spacing_mm = [round(s, 6) for s in scan.original_spacing_mm]
+        rec.original_orientation = scan.original_orientation
+        result = prepare_scan(scan, protocol)
+        rel = f"{VOLUMES_DIR}/{source.id}.nii.gz"
+        write_volume(out / rel, result.volume, (result.hu_lo, result.hu_hi), result.affine, protocol)
+        rec.output, rec.output_sha256 = rel, file_sha256(out / rel)
+        rec.crop_box, rec.hu_lo, rec.hu_hi = result.crop_box, result.hu_lo, result.hu_hi
+        rec.status = "ok"
+        return "prepared", asdict(rec)
+    except ScanError as exc:
+        rec.status, rec.error = "failed", str(exc)
+    except OSError as exc:
+        rec.status, rec.error = "failed", f"{source.path}: {exc}"
+    except Exception as exc:  # one bad case must not stop the batch; the error is recorded
+        rec.status, rec.error = "failed", f"{source.path}: unexpected {type(exc).__name__}: {exc}"
+    return "failed", asdict(rec)
+
+
+def prepare(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    workers: int = 1,
+    protocol: Protocol = FLARE22_V1,
+    progress: bool = True,
+) -> PrepareResult:
+    """Prepare every scan in ``src`` into ``out`` under ``protocol``; see the module docstring.
+
+    ``workers`` > 1 runs cases in that many processes (one torch thread each). Raises
+    :class:`PrepareError` when nothing can run; per-case failures are in the result and the manifest.
+    """
+    out = Path(out)
+    sources = discover(src)
+    _check_writable(out)
+    previous: dict[str, CaseRecord] = {}
+    if (out / MANIFEST_NAME).is_file():
+        old = load_manifest(out)
+        if old.protocol != protocol.to_dict():
+            raise PrepareError(
+                f"{out / MANIFEST_NAME}: prepared under other protocol parameters "
+                f"({old.protocol.get('name')} {old.protocol.get('version')}); use a new output folder"
+            )
+        previous = {c.id: c for c in old.cases}
+    manifest = Manifest(root=out, protocol=protocol.to_dict(), source=str(Path(src).resolve()))
+    records = {s.id: previous.get(s.id, CaseRecord(id=s.id, source=str(s.path))) for s in sources}
+    result = PrepareResult(manifest)
+    jobs = [(s, out, protocol, asdict(previous[s.id]) if s.id in previous else None) for s in sources]
+    bar = tqdm(total=len(jobs), desc="prepare", unit="scan", disable=not progress)
+    last_save = time.monotonic()
+
+    def finish(action: str, rec_dict: dict) -> None:
+        nonlocal last_save
+        rec = CaseRecord.from_dict(rec_dict)
+        records[rec.id] = rec
+        if action == "failed":
+            result.failed.append(rec)
+            tqdm.write(f"FAILED {rec.error}")
+        elif action == "prepared":
+            result.prepared.append(rec.id)
+        else:
+            result.skipped.append(rec.id)
+        bar.update(1)
+        bar.set_postfix(failed=len(result.failed))
+        if time.monotonic() - last_save > SAVE_EVERY_S:
+            _save(manifest, records, protocol)
+            last_save = time.monotonic()
+
+    try:
+        if workers <= 1:
+            for job in jobs:
+                finish(*prepare_case(*job))
+        else:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+                futures = [pool.submit(prepare_case, *job) for job in jobs]
+                for fut in as_completed(futures):
+                    finish(*fut.result())
+    finally:
+        bar.close()
+        _save(manifest, records, protocol)
+    result.failed.sort(key=lambda r: r.id)
+    return result
+
+
+def _save(manifest: Manifest, records: dict[str, CaseRecord], protocol: Protocol) -> None:
+    """Assign splits to the finished cases and write the manifest atomically."""
+    done = [cid for cid, r in records.items() if r.status == "ok"]
+    splits = assign_splits(done, protocol.split_fractions)
+    for cid, rec in records.items():
+        rec.split = splits.get(cid)
+    manifest.cases = sorted(records.values(), key=lambda r: r.id)
+    manifest.save()

@@ -1,0 +1,54 @@
+"""A torch ``Dataset`` over one split of a prepared folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from ctbench.data.prepared import PreparedCase, load_manifest, read_volume
+from ctbench.protocol import FLARE22_V1, Protocol
+
+
+class PreparedDataset(Dataset):
+    """Volumes of one split of a prepared folder, read one file per item (never the whole set).
+
+    Items are ``torch.Tensor`` ``(1, D, H, W)`` = ``(1, 64, 128, 128)`` float32 in [-1, 1]. With
+    ``augment=True`` each item is flipped left-right (the W axis, patient x) with the protocol's
+    probability, drawn from torch's global RNG, so ``torch.manual_seed`` and DataLoader worker seeding
+    make it reproducible. Raises ``ValueError`` if the folder was prepared under other protocol
+    parameters, or if the split is empty.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str | None = "train",
+        augment: bool = False,
+        protocol: Protocol = FLARE22_V1,
+    ):
+        self.root = Path(root)
+        manifest = load_manifest(self.root)
+        manifest.check_protocol(protocol)
+        self.protocol = protocol
+        self.split = split
+        self.augment = augment
+        self.manifest_sha256 = manifest.sha256
+        self.cases: list[PreparedCase] = manifest.select(split)
+        if not self.cases:
+            raise ValueError(f"{self.root}: split {split!r} has no prepared cases")
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        case = self.cases[index]
+        volume = torch.from_numpy(read_volume(case.path))[None]
+        if tuple(volume.shape) != self.protocol.tensor_shape:
+            want = self.protocol.tensor_shape[1:]
+            raise ValueError(f"{case.path}: shape {tuple(volume.shape)[1:]}, {self.protocol.name} wants {want}")
+        if self.augment and torch.rand(()).item() < self.protocol.flip_probability:
+            volume = torch.flip(volume, dims=(-1,))
+        return volume

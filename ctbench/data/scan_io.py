@@ -1,0 +1,159 @@
+"""Reading source scans (NIfTI through nibabel, DICOM series through SimpleITK) into RAS+ arrays.
+
+DICOM is read with SimpleITK (GDCM) rather than pydicom: it decodes the compressed transfer syntaxes
+hospitals use (JPEG-2000, JPEG-lossless) without extra plugins, sorts slices by position, applies
+the rescale slope / intercept to give HU, and computes slice spacing from positions, not tags.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ctbench.data.checks import ScanError
+
+
+@dataclass
+class Scan:
+    """A scan in RAS+ voxel order: ``data`` float32 ``(x, y, z)`` in HU, ``affine`` 4×4 voxel → RAS mm."""
+
+    path: Path
+    data: np.ndarray
+    affine: np.ndarray
+    original_shape: tuple[int, ...]
+    original_spacing_mm: tuple[float, ...]
+    original_orientation: str
+    """Axis codes of the array as stored, e.g. ``"LPS"``; ``"RAI"`` is RAS stored feet-first."""
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        """Voxel size (x, y, z) of ``data``, mm."""
+        return tuple(float(v) for v in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+
+
+def is_nifti(path: Path) -> bool:
+    """Whether the name ends in ``.nii`` or ``.nii.gz``."""
+    return path.name.endswith((".nii", ".nii.gz"))
+
+
+def dicom_series_files(folder: str | os.PathLike) -> list[str]:
+    """File names of the largest DICOM series in ``folder`` (empty if it holds none)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(folder)) or ()
+    files = [reader.GetGDCMSeriesFileNames(str(folder), s) for s in series]
+    return list(max(files, key=len)) if files else []
+
+
+def _squeeze_trailing(path: Path, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Drop trailing singleton axes past the third; refuse 2D and multi-volume 4D images."""
+    shape = tuple(int(s) for s in shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) < 3 or (len(shape) == 3 and min(shape) == 1 and shape[2] == 1):
+        raise ScanError(path, f"not a 3D image: shape {shape} is 2D")
+    if len(shape) > 3:
+        raise ScanError(path, f"not a 3D image: shape {shape} holds {int(np.prod(shape[3:]))} volumes")
+    return shape
+
+
+def _spacing(affine: np.ndarray) -> tuple[float, float, float]:
+    return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
+
+
+def _canonical(path: Path, data: np.ndarray, affine: np.ndarray, spacing: tuple[float, ...]) -> Scan:
+    """Flip / permute (no interpolation) an ``(x, y, z)`` array into RAS+ order."""
+    codes = "".join(nib.aff2axcodes(affine))
+    img = nib.as_closest_canonical(nib.Nifti1Image(data, affine))
+    return Scan(
+        path=path,
+        data=np.asarray(img.dataobj, dtype=np.float32),
+        affine=np.asarray(img.affine, dtype=np.float64),
+        original_shape=tuple(int(s) for s in data.shape),
+        original_spacing_mm=tuple(float(s) for s in spacing),
+        original_orientation=codes,
+    )
+
+
+def _check_affine(path: Path, affine: np.ndarray, header_spacing: tuple[float, ...] | None = None) -> tuple:
+    """Spacing from the affine (and the header, when it has its own); refuse degenerate affines."""
+    spacing = _spacing(affine)
+    if header_spacing is not None:
+        hs = tuple(float(s) for s in header_spacing[:3])
+        if any(not np.isfinite(s) or s <= 0 for s in hs):
+            raise ScanError(path, f"invalid voxel spacing {hs} mm in the header (must be positive)")
+    if any(not np.isfinite(s) or s <= 0 for s in spacing) or not np.isfinite(np.linalg.det(affine[:3, :3])):
+        raise ScanError(path, f"invalid voxel spacing {spacing} mm (must be positive)")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise ScanError(path, "degenerate affine (axes are not independent)")
+    return spacing
+
+
+def read_nifti(path: str | os.PathLike, *, check=None) -> Scan:
+    """Read a ``.nii`` / ``.nii.gz`` file into RAS+; ``check(path, shape, spacing)`` runs before the data load."""
+    path = Path(path)
+    try:
+        img = nib.load(path)
+        shape = _squeeze_trailing(path, img.shape)
+        header_spacing = img.header.get_zooms()[:3]
+        raw_pixdim = tuple(float(v) for v in img.header["pixdim"][1:4]) if "pixdim" in img.header else None
+    except ScanError:
+        raise
+    except Exception as exc:
+        raise ScanError(path, f"cannot read NIfTI header ({type(exc).__name__}: {exc})") from exc
+    affine = np.asarray(img.affine, dtype=np.float64)
+    spacing = _check_affine(path, affine, raw_pixdim or header_spacing)
+    if check is not None:
+        check(path, shape, spacing)
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+    except Exception as exc:  # truncated / corrupt gzip surfaces here
+        raise ScanError(path, f"corrupt or truncated image data ({type(exc).__name__}: {exc})") from exc
+    return _canonical(path, data, affine, spacing)
+
+
+def read_dicom_series(folder: str | os.PathLike, *, check=None) -> Scan:
+    """Read the largest DICOM series in ``folder`` (HU, LPS world) into RAS+."""
+    import SimpleITK as sitk
+
+    folder = Path(folder)
+    files = dicom_series_files(folder)
+    if not files:
+        raise ScanError(folder, "no DICOM series found in this folder")
+    try:
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(files)
+        image = reader.Execute()
+    except Exception as exc:
+        raise ScanError(folder, f"cannot read DICOM series ({type(exc).__name__}: {str(exc).strip()[:300]})") from exc
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ScanError(folder, "not a grey-scale image")
+    spacing_xyz = np.asarray(image.GetSpacing(), dtype=np.float64)
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(image.GetDimension(), -1)
+    if image.GetDimension() != 3:
+        raise ScanError(folder, f"not a 3D image: {image.GetDimension()}D series")
+    lps = np.eye(4)
+    lps[:3, :3] = direction * spacing_xyz[None, :]
+    lps[:3, 3] = image.GetOrigin()
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM world is LPS, NIfTI world is RAS
+    shape = tuple(int(s) for s in image.GetSize())
+    spacing = _check_affine(folder, affine)
+    if check is not None:
+        check(folder, shape, spacing)
+    data = sitk.GetArrayFromImage(image).astype(np.float32).transpose(2, 1, 0)
+    return _canonical(folder, data, affine, spacing)
+
+
+def read_scan(path: str | os.PathLike, *, check=None) -> Scan:
+    """Read a NIfTI file or a DICOM series folder into RAS+ (see :class:`Scan`)."""
+    path = Path(path)
+    if path.is_dir():
+        return read_dicom_series(path, check=check)
+    if is_nifti(path):
+        return read_nifti(path, check=check)
+    raise ScanError(path, "not a NIfTI file (.nii, .nii.gz) or a DICOM series folder")
