@@ -1,8 +1,9 @@
 """Figures made at evaluate time: tri-planar montages of samples beside real volumes, memorisation pairs.
 
 Volumes are ``(1, D, H, W)`` in [-1, 1], shown in grey over [-1, 1]. Planes: xy = the middle axial slice,
-xz = the middle coronal slice, yz = the middle sagittal slice; in xz / yz the superior end is up and the
-pixel aspect follows the protocol's voxel size (1.8 × 1.8 × 6.25 mm), so anatomy is not squashed.
+xz = the middle coronal slice, yz = the middle sagittal slice, in radiological display (patient's right on the
+left of the screen); in xz / yz the superior end is up and the pixel aspect follows the protocol's voxel
+size (1.8 × 1.8 × 6.25 mm), so anatomy is not squashed.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ PLANES = ("xy", "xz", "yz")
 def mid_slices(volume: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
     """The three middle slices of a ``(1, D, H, W)`` or ``(D, H, W)`` volume, oriented for display.
 
-    xy: ``(H, W)`` axial (anterior up); xz: ``(D, W)`` coronal; yz: ``(D, H)`` sagittal (superior up in both).
+    Radiological convention: xy ``(H, W)`` axial, anterior up, patient's right on the left; xz ``(D, W)``
+    coronal, superior up, patient's right on the left; yz ``(D, H)`` sagittal, superior up, anterior on the left.
     """
     v = np.asarray(volume.detach().cpu() if isinstance(volume, torch.Tensor) else volume, dtype=np.float32)
     if v.ndim == 4:
         v = v[0]
     d, h, w = v.shape
-    return {"xy": v[d // 2][::-1], "xz": v[:, h // 2, :][::-1], "yz": v[:, :, w // 2][::-1]}
+    return {"xy": v[d // 2][::-1, ::-1], "xz": v[:, h // 2, :][::-1, ::-1], "yz": v[:, :, w // 2][::-1, ::-1]}
 
 
 def _aspect(plane: str, protocol: Protocol) -> float:

@@ -1,0 +1,161 @@
+"""``ctbench evaluate`` and ``ctbench ls``: thin wrappers over :mod:`ctbench.evaluate` and the registry."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import yaml
+
+from ctbench.evaluate import ALL_METRICS, EvalOptions
+
+_D = EvalOptions()
+
+
+def _overrides(pairs: tuple[str, ...]) -> dict:
+    """``key.sub=value`` pairs (values parsed as YAML) → nested dict."""
+    out: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE (e.g. sampler.steps=50)", param_hint="--set")
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw)
+    return out
+
+
+@click.command()
+@click.option("--generator", "-g", help="NAME[@VARIANT] of a registered generator (see `ctbench ls`).")
+@click.option("--samples", type=click.Path(exists=True, file_okay=False), help="Score a folder of NIfTI volumes.")
+@click.option("--checkpoint", type=click.Path(), help="Checkpoint file for the generator.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False), help="Prepared folder (ctbench data prepare).")
+@click.option("--n", "n", type=int, default=_D.n, show_default=True, help="Number of samples.")
+@click.option("--seed", type=int, default=_D.seed, show_default=True, help="Sample i is seeded by (seed, i).")
+@click.option(
+    "--metrics",
+    help=f"Comma-separated subset of {','.join(ALL_METRICS)}. Default: all that can run here (others are "
+    "recorded as skipped). Named metrics that cannot run are an error.",
+)
+@click.option("--split", default=_D.split, show_default=True, help="Reference split the samples are compared with.")
+@click.option("--out", type=click.Path(file_okay=False), default=_D.out, show_default=True, help="Results folder.")
+@click.option("--batch-size", type=int, default=_D.batch_size, show_default=True)
+@click.option("--device", default=_D.device, show_default=True)
+@click.option("--save-samples", is_flag=True, help="Also write the samples as NIfTI in HU under OUT/samples/RUN_ID/.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override (repeatable).")
+@click.option("--unverified-weights", is_flag=True, help="Allow feature weights whose sha256 differs (unranked).")
+@click.option("--diversity-volumes", type=int, default=_D.diversity_volumes, show_default=True)
+@click.option("--montage-volumes", type=int, default=_D.montage_volumes, show_default=True)
+@click.option("--force", is_flag=True, help="Evaluate again even if OUT already holds this run's record.")
+@click.option("--rerun", type=click.Path(exists=True, dir_okay=False), help="Repeat the run a record describes.")
+def evaluate(**kw) -> None:
+    """Sample a generator (or read --samples), compute the metrics, write one JSON result record.
+
+    \b
+    Examples:
+      ctbench evaluate --generator noise --data prepared/ --n 16 --seed 0
+      ctbench evaluate -g vqgan-ddpm@c8 --checkpoint ckpt.pt --data prepared/ --n 256 --save-samples
+      torchrun --nproc-per-node 4 $(which ctbench) evaluate -g vqgan-ddpm --checkpoint ckpt.pt --data prepared/
+      ctbench evaluate --rerun results/noise-n16-s0-1a2b3c4d5e.json
+    """
+    from ctbench.api import UnknownNameError
+    from ctbench.evaluate import EvaluationError, default_argv, rerun_options
+    from ctbench.evaluate import evaluate as run
+
+    if kw["rerun"]:
+        opts = rerun_options(kw["rerun"])
+    else:
+        if not kw["data"]:
+            raise click.UsageError("--data PREPARED_DIR is required")
+        opts = EvalOptions(
+            data=kw["data"],
+            generator=kw["generator"],
+            samples=kw["samples"],
+            checkpoint=kw["checkpoint"],
+            overrides=_overrides(kw["sets"]),
+            n=kw["n"],
+            seed=kw["seed"],
+            metrics=[m.strip() for m in kw["metrics"].split(",") if m.strip()] if kw["metrics"] else None,
+            split=kw["split"],
+            out=kw["out"],
+            batch_size=kw["batch_size"],
+            device=kw["device"],
+            save_samples=kw["save_samples"],
+            unverified_weights=kw["unverified_weights"],
+            diversity_volumes=kw["diversity_volumes"],
+            montage_volumes=kw["montage_volumes"],
+            force=kw["force"],
+        )
+    try:
+        path = run(opts, argv=default_argv())
+    except (UnknownNameError, EvaluationError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if path is None:
+        return
+    from ctbench.record import read_record
+
+    record = read_record(path)
+    click.echo(f"record: {path}")
+    for key, value in record["metrics"].items():
+        v = value["value"]
+        iv = value.get("interval")
+        shown = "—" if v is None else f"{v:.4g}" + (f"  [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
+        click.echo(f"  {key:<14} {shown}")
+    for name, reason in record["skipped"].items():
+        click.echo(f"  {name:<14} skipped: {reason.splitlines()[0]}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ls(as_json: bool) -> None:
+    """List generators (with variants and load errors) and metrics."""
+    from ctbench.api import REGISTRY
+
+    gens = []
+    for st in REGISTRY.statuses():
+        row = {"name": st.name, "target": st.target, "package": st.package, "version": st.package_version}
+        if st.cls is None:
+            row["error"] = st.error
+        else:
+            row["variants"] = ["default", *st.cls.variants()]
+            row["trainable"] = bool(st.cls.trainable)
+        gens.append(row)
+    metrics = _metric_rows()
+    if as_json:
+        click.echo(json.dumps({"generators": gens, "metrics": metrics}, indent=2))
+        return
+    click.echo("generators:")
+    for g in gens:
+        where = f"{g['package']} {g['version']}" if g["package"] else g["target"]
+        if "error" in g:
+            click.echo(f"  {g['name']:<16} FAILED TO LOAD ({where}): {g['error']}")
+        else:
+            train = ", trainable" if g["trainable"] else ""
+            click.echo(f"  {g['name']:<16} variants: {', '.join(g['variants'])}  [{where}{train}]")
+    click.echo("metrics:")
+    for m in metrics:
+        click.echo(f"  {m['name']:<16} {m['status']}")
+    if any("error" in g for g in gens):
+        click.echo("(plugins that failed to load do not affect the others)", err=True)
+
+
+def _metric_rows() -> list[dict]:
+    from ctbench.evaluate import FEATURE_METRICS, WEIGHT_FREE_METRICS
+    from ctbench.metrics.base import MetricUnavailable
+
+    rows = []
+    for name in FEATURE_METRICS:
+        try:
+            from ctbench.metrics import get_metric
+
+            get_metric(name).check_ready()
+            status = "ready"
+        except MetricUnavailable as exc:
+            status = "unavailable: " + str(exc).splitlines()[0]
+        except Exception as exc:  # a broken optional dependency must not break `ls`
+            status = f"error: {type(exc).__name__}: {exc}"
+        rows.append({"name": name, "status": status})
+    rows += [{"name": name, "status": "ready (needs no weights)"} for name in WEIGHT_FREE_METRICS]
+    return rows
