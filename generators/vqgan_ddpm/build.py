@@ -1,0 +1,81 @@
+"""Build the networks, the diffusion process and the sampler from a resolved config (see :mod:`.variants`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .diffusion import GaussianDiffusion
+from .discriminators import SliceDiscriminator, VolumeDiscriminator
+from .samplers import AncestralSampler, DDIMSampler, make_sampler
+from .unet import UNet3D
+from .vqgan import VQGAN
+
+
+def build_vqgan(config: dict[str, Any]) -> VQGAN:
+    """The stage-1 autoencoder of ``config["vqgan"]``."""
+    v = config["vqgan"]
+    return VQGAN(
+        base_channels=v["base_channels"],
+        compression=v["compression"],
+        embed_dim=v["embed_dim"],
+        codebook_size=v["codebook_size"],
+        n_res_blocks=v["n_res_blocks"],
+        attn_heads=v["attn_heads"],
+        quantizer=dict(v["quantizer"]),
+    )
+
+
+class Discriminators(nn.Module):
+    """The slice (2D) and volume (3D) PatchGANs behind one module, so one DDP wrapper serves both."""
+
+    def __init__(self, channels: int, n_layers: int):
+        super().__init__()
+        self.slice = SliceDiscriminator(channels, n_layers)
+        self.volume = VolumeDiscriminator(channels, n_layers)
+
+    def forward(self, slices: torch.Tensor, volumes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of slices ``(N, 1, H, W)`` and of volumes ``(N, 1, D, H, W)``."""
+        return self.slice(slices), self.volume(volumes)
+
+
+def build_discriminators(config: dict[str, Any]) -> Discriminators | None:
+    """Both discriminators, or None when ``vqgan.discriminator.enabled`` is false."""
+    d = config["vqgan"]["discriminator"]
+    return Discriminators(d["channels"], d["n_layers"]) if d["enabled"] else None
+
+
+def build_unet(config: dict[str, Any]) -> UNet3D:
+    """The stage-2 denoiser of ``config["ddpm"]["unet"]`` on ``vqgan.embed_dim`` latent channels."""
+    u = config["ddpm"]["unet"]
+    return UNet3D(
+        in_channels=config["vqgan"]["embed_dim"],
+        base_channels=u["base_channels"],
+        channel_mult=tuple(u["channel_mult"]),
+        num_res_blocks=u["num_res_blocks"],
+        attn_levels=tuple(u["attn_levels"]),
+        attn_heads=u["attn_heads"],
+    )
+
+
+def build_diffusion(config: dict[str, Any]) -> GaussianDiffusion:
+    """The full T-step process of ``config["ddpm"]["diffusion"]``."""
+    d = config["ddpm"]["diffusion"]
+    return GaussianDiffusion.from_config(d["schedule"], d["timesteps"])
+
+
+def build_sampler(config: dict[str, Any]) -> AncestralSampler | DDIMSampler:
+    """The sampler of ``config["sampling"]`` (``sampler``: ancestral | ddim, ``steps``, ``eta``)."""
+    s = config["sampling"]
+    return make_sampler(s["sampler"], build_diffusion(config), s.get("steps"), s.get("eta", 0.0))
+
+
+def latent_shape(config: dict[str, Any]) -> tuple[int, int, int, int]:
+    """``(C, d, h, w)`` of the latents for ``data.volume_shape``."""
+    c = config["vqgan"]["compression"]
+    shape = config["data"]["volume_shape"]
+    if any(s % c for s in shape):
+        raise ValueError(f"data.volume_shape {shape} is not divisible by vqgan.compression {c}")
+    return (config["vqgan"]["embed_dim"], *(s // c for s in shape))

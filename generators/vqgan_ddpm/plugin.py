@@ -1,0 +1,149 @@
+"""The ``vqgan-ddpm`` plugin: ctbench's reference generator (3D VQGAN + latent DDPM).
+
+Load a checkpoint written by ``ctbench train vqgan-ddpm`` and sample volumes::
+
+    gen = REGISTRY.load("vqgan-ddpm", Path("run/checkpoint.pt"),
+                        overrides={"sampling": {"sampler": "ancestral", "steps": None}})
+    x = gen.sample(4, seed=0)          # (4, 1, 64, 128, 128) float32 in [-1, 1]
+
+Sampling overrides (``sampling.sampler`` = ``ddim`` | ``ancestral``, ``sampling.steps``, ``sampling.eta``,
+``sampling.batch_size``) are the only overrides a trained checkpoint accepts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from ctbench.api import Generator, GeneratorInfo, LoadContext, deep_update
+from ctbench.data.prepared import file_sha256
+from ctbench.protocol import DEFAULT_PROTOCOL
+from ctbench.seeding import sample_generator
+
+from .build import build_sampler, build_unet, build_vqgan, latent_shape
+from .train import load_checkpoint, train
+from .variants import DEFAULT_VARIANT, VARIANTS, default_config
+
+PLUGIN_VERSION = "1.0.0"
+
+
+class VQGANDDPM(Generator):
+    """3D VQGAN (stage 1) + DDPM on its latents (stage 2); see ``generators/vqgan_ddpm/`` and the README."""
+
+    name: ClassVar[str] = "vqgan-ddpm"
+    trainable: ClassVar[bool] = True
+
+    def __init__(self, state: dict[str, Any], config: dict[str, Any], overrides: dict[str, Any], device: torch.device,
+                 checkpoint_sha256: str | None):
+        self.config, self.overrides, self.device = config, overrides, device
+        self.variant = state["variant"]
+        self.vqgan = build_vqgan(config)
+        self.vqgan.load_state_dict(state["vqgan"]["model"])
+        self.unet = build_unet(config)
+        self.unet.load_state_dict(state["ddpm"]["ema"])
+        self.vqgan.to(device).eval().requires_grad_(False)
+        self.unet.to(device).eval().requires_grad_(False)
+        self.latent_scale = float(state["ddpm"]["latent_scale"])
+        self.sampler = build_sampler(config)
+        self.checkpoint_sha256 = checkpoint_sha256
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return default_config()
+
+    @classmethod
+    def variants(cls) -> dict[str, dict[str, Any]]:
+        return VARIANTS
+
+    @classmethod
+    def default_variant(cls) -> str:
+        return DEFAULT_VARIANT
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: Path | None,
+        *,
+        variant: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        context: LoadContext | None = None,
+    ) -> VQGANDDPM:
+        """Build from a finished run's ``checkpoint.pt``; its stored config is used, plus sampling overrides."""
+        if checkpoint is None:
+            raise ValueError("vqgan-ddpm needs a checkpoint: train one with `ctbench train vqgan-ddpm ...`")
+        checkpoint = Path(checkpoint)
+        state = load_checkpoint(checkpoint)
+        if variant not in (None, "default", state["variant"]):
+            raise ValueError(f"{checkpoint}: trained as variant {state['variant']!r}, not {variant!r}")
+        for stage in ("vqgan", "ddpm"):
+            if not (state.get(stage) or {}).get("done"):
+                raise ValueError(f"{checkpoint}: the {stage} stage is not finished; train it first")
+        overrides = overrides or {}
+        if set(overrides) - {"sampling"}:
+            raise ValueError(f"only 'sampling' overrides apply to a trained vqgan-ddpm, got {sorted(overrides)}")
+        config = deep_update(state["config"], overrides)
+        device = (context or LoadContext()).device
+        return cls(state, config, overrides, device, file_sha256(checkpoint))
+
+    @classmethod
+    def train(
+        cls,
+        config: dict[str, Any],
+        data: str | os.PathLike,
+        out_dir: str | os.PathLike,
+        *,
+        stage: str = "all",
+        resume: bool = False,
+        variant: str | None = None,
+    ) -> Path:
+        """Train ``stage`` of a resolved config (see :func:`generators.vqgan_ddpm.train.train`); returns the checkpoint."""
+        return train(config, data, out_dir, stage=stage, resume=resume, variant=variant or DEFAULT_VARIANT).checkpoint
+
+    def _model(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda" and self.config["bf16_on_cuda"]:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return self.unet(x, t).float()
+        return self.unet(x, t)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:
+        """Samples ``offset .. offset+n-1``: ``(n, 1, 64, 128, 128)`` float32 on the CPU in [-1, 1].
+
+        Sample i's initial and per-step noise come from ``sample_generator(seed, i)``. Volumes decoded
+        at a smaller training size (``data.volume_shape``, e.g. 16×32×32 in the tiny config) are
+        upsampled trilinearly to the protocol shape.
+        """
+        bs = batch_size or self.config["sampling"]["batch_size"]
+        target = DEFAULT_PROTOCOL.tensor_shape[1:]
+        shape = latent_shape(self.config)
+        out = []
+        for start in range(offset, offset + n, bs):
+            gens = [sample_generator(seed, i) for i in range(start, min(start + bs, offset + n))]
+            z = self.sampler.sample(self._model, shape, gens, self.device)
+            x = self.vqgan.decode(z / self.latent_scale).float()
+            if tuple(x.shape[2:]) != target:
+                x = F.interpolate(x, size=target, mode="trilinear", align_corners=False)
+            out.append(x.clamp(-1, 1).cpu())
+        return torch.cat(out) if out else torch.empty((0, 1, *target))
+
+    def info(self) -> GeneratorInfo:
+        cfg = dict(self.config)
+        cfg["output"] = {
+            "decoded_shape": list(self.config["data"]["volume_shape"]),
+            "resize_to_protocol": "trilinear" if list(DEFAULT_PROTOCOL.tensor_shape[1:])
+            != list(self.config["data"]["volume_shape"]) else None,
+        }
+        params = sum(p.numel() for p in self.vqgan.parameters()) + sum(p.numel() for p in self.unet.parameters())
+        return GeneratorInfo(
+            name=self.name,
+            variant=self.variant,
+            version=PLUGIN_VERSION,
+            config=cfg,
+            parameters=params,
+            overrides=self.overrides,
+            checkpoint_sha256=self.checkpoint_sha256,
+        )

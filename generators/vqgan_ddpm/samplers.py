@@ -1,0 +1,98 @@
+"""Samplers for :class:`~.diffusion.GaussianDiffusion`, separate from the network (diffusers style).
+
+* :class:`AncestralSampler`: the DDPM reverse chain ``x_{t-1} ~ p(x_{t-1} | x_t)`` with the learned
+  variance; all T steps by default, or a respaced chain of fewer steps (improved DDPM §4).
+* :class:`DDIMSampler`: DDIM on an evenly spaced subset of steps (``eta = 0`` is deterministic).
+
+Every random draw of sample i comes from its own CPU ``torch.Generator`` (one per sample, see
+:mod:`ctbench.seeding`), so sample i never depends on the batch it was drawn in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm.auto import tqdm
+
+from .diffusion import GaussianDiffusion, ModelFn
+
+
+def per_sample_noise(
+    shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device | str
+) -> torch.Tensor:
+    """``(len(generators), *shape)`` standard normal float32, row k drawn from ``generators[k]`` on the CPU."""
+    return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
+
+
+class AncestralSampler:
+    """Ancestral sampling with the learned variance; ``steps`` < T samples a respaced chain."""
+
+    name = "ancestral"
+
+    def __init__(self, diffusion: GaussianDiffusion, steps: int | None = None):
+        full = steps is None or steps == diffusion.num_timesteps
+        self.diffusion = diffusion if full else diffusion.evenly_spaced(steps)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model: ModelFn,
+        shape: tuple[int, ...],
+        generators: list[torch.Generator],
+        device: torch.device | str = "cpu",
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Latents ``(N, *shape)`` float32, N = ``len(generators)``."""
+        d = self.diffusion
+        x = per_sample_noise(shape, generators, device)
+        for i in tqdm(range(d.num_timesteps - 1, -1, -1), desc="ancestral", disable=not progress, leave=False):
+            t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
+            p = d.p_mean_variance(model, x, t)
+            x = p["mean"]
+            if i > 0:
+                x = x + torch.exp(0.5 * p["log_variance"]) * per_sample_noise(shape, generators, device)
+        return x
+
+
+class DDIMSampler:
+    """DDIM (Song et al. 2021) on ``steps`` evenly spaced timesteps; ``eta`` scales the injected noise."""
+
+    name = "ddim"
+
+    def __init__(self, diffusion: GaussianDiffusion, steps: int = 50, eta: float = 0.0):
+        self.diffusion = diffusion.evenly_spaced(steps)
+        self.eta = eta
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model: ModelFn,
+        shape: tuple[int, ...],
+        generators: list[torch.Generator],
+        device: torch.device | str = "cpu",
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Latents ``(N, *shape)`` float32, N = ``len(generators)``."""
+        d = self.diffusion
+        x = per_sample_noise(shape, generators, device)
+        for i in tqdm(range(d.num_timesteps - 1, -1, -1), desc="ddim", disable=not progress, leave=False):
+            t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
+            p = d.p_mean_variance(model, x, t)
+            ac, ac_prev = d.alphas_cumprod[i], d.alphas_cumprod_prev[i]
+            sigma = self.eta * math.sqrt((1 - ac_prev) / (1 - ac) * (1 - ac / ac_prev))
+            x = math.sqrt(ac_prev) * p["x0"] + math.sqrt(max(1 - ac_prev - sigma**2, 0.0)) * p["eps"]
+            if sigma > 0 and i > 0:
+                x = x + sigma * per_sample_noise(shape, generators, device)
+        return x
+
+
+def make_sampler(
+    name: str, diffusion: GaussianDiffusion, steps: int | None = None, eta: float = 0.0
+) -> AncestralSampler | DDIMSampler:
+    """``ancestral`` (``steps`` None = all T) or ``ddim`` (``steps`` None = 50)."""
+    if name == "ancestral":
+        return AncestralSampler(diffusion, steps)
+    if name == "ddim":
+        return DDIMSampler(diffusion, steps or 50, eta)
+    raise ValueError(f"unknown sampler {name!r}; known: ancestral, ddim")
