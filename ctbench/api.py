@@ -120,6 +120,23 @@ class Generator(ABC):
     ) -> Generator:
         """Build a ready-to-sample generator; a checkpoint carries its own resolved config."""
 
+    @classmethod
+    def train(
+        cls,
+        config: dict[str, Any],
+        data: Path,
+        out_dir: Path,
+        *,
+        stage: str | None = None,
+        resume: bool = False,
+        variant: str | None = None,
+    ) -> Path:
+        """``ctbench train NAME``: train from a resolved config into ``out_dir``; only ``trainable`` plugins.
+
+        ``stage`` is plugin-specific (None: everything). Returns the checkpoint that :meth:`load` takes.
+        """
+        raise NotImplementedError(f"generator {cls.name!r} is not trainable")
+
     @abstractmethod
     def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:
         """Generate samples ``offset .. offset + n - 1`` of the run seeded with ``seed``.

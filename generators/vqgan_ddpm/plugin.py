@@ -96,12 +96,17 @@ class VQGANDDPM(Generator):
         data: str | os.PathLike,
         out_dir: str | os.PathLike,
         *,
-        stage: str = "all",
+        stage: str | None = None,
         resume: bool = False,
         variant: str | None = None,
     ) -> Path:
-        """Train ``stage`` of a resolved config (see :func:`generators.vqgan_ddpm.train.train`); returns the checkpoint."""
-        return train(config, data, out_dir, stage=stage, resume=resume, variant=variant or DEFAULT_VARIANT).checkpoint
+        """Train ``stage`` (vqgan | ddpm | all; None = all) of a resolved config; returns the checkpoint.
+
+        See :func:`generators.vqgan_ddpm.train.train`.
+        """
+        return train(
+            config, data, out_dir, stage=stage or "all", resume=resume, variant=variant or DEFAULT_VARIANT
+        ).checkpoint
 
     def _model(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cuda" and self.config["bf16_on_cuda"]:
