@@ -40,7 +40,7 @@ def check_geometry(path: str | os.PathLike, shape: tuple[int, ...], spacing_mm: 
 
 def check_values(path: str | os.PathLike, data: np.ndarray) -> None:
     """Refuse NaN / infinite voxels and scans that are not CT in HU (no air near -1000 HU)."""
-    if not np.all(np.isfinite(data)):
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
         bad = int(np.count_nonzero(~np.isfinite(data)))
         raise ScanError(path, f"{bad} NaN or infinite voxels")
     air = float(np.count_nonzero(data <= AIR_HU)) / data.size

@@ -20,8 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 from ctbench.protocol import Protocol
 
@@ -145,25 +144,29 @@ def tent_weights(positions: np.ndarray, n_source: int, ratio: float) -> tuple[np
     return out.astype(np.float32), j0, j1
 
 
-def resample(data: np.ndarray, geometry: Geometry, pad_value: float) -> np.ndarray:
-    """Resample a RAS+ ``(x, y, z)`` source array onto the output grid; float32 ``(x, y, z)`` out.
+def _contract(array: np.ndarray, weights: sparse.csr_matrix, axis: int) -> np.ndarray:
+    """Apply a sparse ``(n_out, n_in)`` matrix along ``axis`` of a float32 array."""
+    moved = np.moveaxis(array, axis, 0)
+    flat = np.ascontiguousarray(moved).reshape(moved.shape[0], -1)
+    out = (weights @ flat).astype(np.float32, copy=False)
+    return np.moveaxis(out.reshape(weights.shape[0], *moved.shape[1:]), 0, axis)
 
-    Tent-kernel anti-aliasing per axis (see the module docstring); voxels outside the source are
-    ``pad_value``. Uses torch matrix products on however many threads torch is allowed.
+
+def resample(data: np.ndarray, geometry: Geometry, pad_value: float) -> np.ndarray:
+    """Resample a RAS+ ``(x, y, z)`` source array (HU, any real dtype) onto the output grid.
+
+    Returns float32 ``(x, y, z)`` = ``geometry.output_shape``. Tent-kernel anti-aliasing per axis (see
+    the module docstring); voxels outside the source are ``pad_value``. Only the source voxels the
+    kernels touch are converted to float; each axis is one sparse matrix product (single-threaded).
     """
-    mats = []
-    for a in range(3):
-        ratio = geometry.scale[a]
-        mats.append(tent_weights(geometry.positions(a), data.shape[a], ratio))
-    (wx, x0, x1), (wy, y0, y1), (wz, z0, z1) = mats
-    src = torch.from_numpy(np.ascontiguousarray(data[x0:x1, y0:y1, z0:z1], dtype=np.float32)) - float(pad_value)
+    mats = [tent_weights(geometry.positions(a), data.shape[a], geometry.scale[a]) for a in range(3)]
+    (_, x0, x1), (_, y0, y1), (_, z0, z1) = mats
+    out = np.subtract(data[x0:x1, y0:y1, z0:z1], np.float32(pad_value), dtype=np.float32)
     # contract the axis that shrinks most first, to keep the intermediates small
-    order = sorted(range(3), key=lambda a: mats[a][0].shape[0] / max(1, mats[a][0].shape[1]))
-    out = src
-    for a in order:
-        w = torch.from_numpy(mats[a][0])
-        out = torch.movedim(torch.tensordot(w, out, dims=([1], [a])), 0, a)
-    return out.add_(float(pad_value)).numpy()
+    for a in sorted(range(3), key=lambda a: mats[a][0].shape[0] / mats[a][0].shape[1]):
+        out = _contract(out, sparse.csr_matrix(mats[a][0]), a)
+    out += np.float32(pad_value)
+    return np.ascontiguousarray(out)
 
 
 def resample_labels(labels: np.ndarray, geometry: Geometry) -> np.ndarray:

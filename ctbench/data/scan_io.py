@@ -19,7 +19,11 @@ from ctbench.data.checks import ScanError
 
 @dataclass
 class Scan:
-    """A scan in RAS+ voxel order: ``data`` float32 ``(x, y, z)`` in HU, ``affine`` 4×4 voxel → RAS mm."""
+    """A scan in RAS+ voxel order: ``data`` ``(x, y, z)`` in HU, ``affine`` 4×4 voxel → RAS mm.
+
+    ``data`` keeps the stored integer type when the file's scaling is the identity (no float copy of a
+    whole scan); otherwise it is float32. It may be a flipped view of the array read.
+    """
 
     path: Path
     data: np.ndarray
@@ -62,6 +66,15 @@ def _squeeze_trailing(path: Path, shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
+def _to_hu(path: Path, raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
+    """Apply stored scaling; integers stay integers under identity scaling, anything else is float32."""
+    if raw.dtype.kind not in "iuf":
+        raise ScanError(path, f"unsupported voxel type {raw.dtype} (need integer or float grey values)")
+    if slope == 1.0 and inter == 0.0:
+        return raw if raw.dtype.kind in "iu" else raw.astype(np.float32, copy=False)
+    return raw.astype(np.float32) * np.float32(slope) + np.float32(inter)
+
+
 def _spacing(affine: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
 
@@ -72,7 +85,7 @@ def _canonical(path: Path, data: np.ndarray, affine: np.ndarray, spacing: tuple[
     img = nib.as_closest_canonical(nib.Nifti1Image(data, affine))
     return Scan(
         path=path,
-        data=np.asarray(img.dataobj, dtype=np.float32),
+        data=np.asarray(img.dataobj),
         affine=np.asarray(img.affine, dtype=np.float64),
         original_shape=tuple(int(s) for s in data.shape),
         original_spacing_mm=tuple(float(s) for s in spacing),
@@ -111,10 +124,11 @@ def read_nifti(path: str | os.PathLike, *, check=None) -> Scan:
     if check is not None:
         check(path, shape, spacing)
     try:
-        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+        raw = np.asarray(img.dataobj.get_unscaled()).reshape(shape)
+        slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
     except Exception as exc:  # truncated / corrupt gzip surfaces here
         raise ScanError(path, f"corrupt or truncated image data ({type(exc).__name__}: {exc})") from exc
-    return _canonical(path, data, affine, spacing)
+    return _canonical(path, _to_hu(path, raw, slope, inter), affine, spacing)
 
 
 def read_dicom_series(folder: str | os.PathLike, *, check=None) -> Scan:
@@ -145,7 +159,7 @@ def read_dicom_series(folder: str | os.PathLike, *, check=None) -> Scan:
     spacing = _check_affine(folder, affine)
     if check is not None:
         check(folder, shape, spacing)
-    data = sitk.GetArrayFromImage(image).astype(np.float32).transpose(2, 1, 0)
+    data = _to_hu(folder, sitk.GetArrayFromImage(image).transpose(2, 1, 0), 1.0, 0.0)  # SimpleITK applied rescale
     return _canonical(folder, data, affine, spacing)
 
 
