@@ -1,0 +1,102 @@
+"""``ctbench stats`` (reference statistics) and ``ctbench weights`` (fetch / import / status).
+
+Thin: parse, call :mod:`ctbench.metrics`, :mod:`ctbench.stats` and :mod:`ctbench.weights`, print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ctbench.metrics.base import MetricUnavailable
+
+
+@click.command()
+@click.argument("prepared_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--metric", "metrics", multiple=True, default=("fid", "fvd"), show_default=True,
+              help="Feature metric(s) to compute reference statistics for.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--batch-size", type=int, default=None, help="Slices (FID) or videos (FVD) per forward pass.")
+@click.option("--no-cache", is_flag=True, help="Recompute and do not store in $CTBENCH_CACHE.")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write <metric>-<split>.npz here, to share without sharing scans.")
+@click.option("--import", "import_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Put exported statistics into the cache (no PREPARED_DIR needed).")
+@click.option("--unverified-weights", is_flag=True, help="Accept weights whose sha256 is not the pinned one; "
+              "results are marked unverified and the leaderboard will not rank them.")
+def stats(prepared_dir, split, metrics, device, batch_size, no_cache, export_dir, import_files, unverified_weights):
+    """Compute (once) and cache the real set's statistics for FID/FVD, keyed by content."""
+    from ctbench.metrics import get_metric
+    from ctbench.stats import import_stats
+
+    for f in import_files:
+        try:
+            metric, path = import_stats(f)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"imported {metric} statistics {f} -> {path}")
+    if prepared_dir is None:
+        if not import_files:
+            raise click.UsageError("give PREPARED_DIR, or --import FILE")
+        return
+    for name in metrics:
+        m = get_metric(name)
+        try:
+            ref = m.reference(prepared_dir, split, device=device, cache=not no_cache,
+                              unverified_ok=unverified_weights, batch_size=batch_size)
+        except MetricUnavailable as exc:
+            raise click.ClickException(f"{name}: {exc}") from exc
+        counts = ", ".join(f"{s}: N={g.total().count}" for s, g in ref.streams.items())
+        flag = "" if ref.provenance.get("verified") else " [UNVERIFIED weights]"
+        click.echo(f"{name} {split}: {ref.n_volumes} volumes ({counts}){flag}")
+        if export_dir is not None:
+            out = ref.save(Path(export_dir) / f"{name}-{split}.npz")
+            click.echo(f"  exported to {out}")
+
+
+@click.group()
+def weights():
+    """Feature-network weights: fetch (download + verify), import (air-gapped), status."""
+
+
+@weights.command("fetch")
+@click.argument("names", nargs=-1)
+def fetch_cmd(names):
+    """Download NAMES (default: all) from their canonical URLs, verifying sha256."""
+    from ctbench.weights import WEIGHTS, fetch
+
+    for name in names or tuple(WEIGHTS):
+        try:
+            r = fetch(name)
+        except (KeyError, ValueError, OSError) as exc:
+            raise click.ClickException(f"{name}: {exc}") from exc
+        click.echo(f"{name}: {r.path} ({'verified' if r.verified else 'UNPINNED, sha256 ' + r.sha256})")
+
+
+@weights.command("import")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--name", default=None, help="Which weights PATH is (default: guessed from the file type).")
+@click.option("--unverified-weights", is_flag=True, help="Import even if the sha256 is not the pinned one.")
+def import_cmd(path, name, unverified_weights):
+    """Copy a weights file or a TF-Hub SavedModel folder into the cache (for machines without internet)."""
+    from ctbench.weights import import_weights
+
+    try:
+        r = import_weights(path, name, unverified_ok=unverified_weights)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{r.spec.name}: {r.path} ({'verified' if r.verified else 'UNVERIFIED, sha256 ' + r.sha256})")
+
+
+@weights.command("status")
+def status_cmd():
+    """Show which weights are present and whether their sha256 matches the pin."""
+    from ctbench.weights import status, weights_dir
+
+    click.echo(f"weights cache: {weights_dir()}")
+    for s in status():
+        click.echo(f"{s.name:22s} {s.state:10s} {s.path or '-'}")
+        if s.sha256:
+            click.echo(f"{'':22s} sha256 {s.sha256} (pinned: {s.pinned or 'none'})")
