@@ -8,8 +8,9 @@ second moments are filtered once and only the cross term ``f(x·y)`` is filtered
 Choices for 64×128×128 volumes: Gaussian window 7 voxels, σ = 1.5, "valid" filtering, 3 scales (64 → 32 → 16
 axial slices; a 4th and 5th scale would leave fewer voxels than the window), average-pool ×2 between scales,
 scale weights = the first three of Wang et al.'s five (0.0448, 0.2856, 0.3001) renormalised to sum 1,
-negative contrast-structure terms clamped at 0 (as torchmetrics' ``normalize="relu"``), data range 2
-(values in [-1, 1]).
+negative per-scale means clamped at 0 (as torchmetrics' ``normalize="relu"``), data range 2 (values in
+[-1, 1]). As in Wang et al. and torchmetrics, scales 1..M-1 contribute the mean contrast-structure term and
+the last scale the mean of the full SSIM map.
 """
 
 from __future__ import annotations
@@ -88,11 +89,10 @@ def ms_ssim_3d(x: torch.Tensor, y: torch.Tensor, scales: int = len(SCALE_WEIGHTS
         vx = filter3d(x * x, win) - mx**2
         vy = filter3d(y * y, win) - my**2
         cxy = filter3d(x * y, win) - mx * my
-        cs = ((2 * cxy + c2) / (vx + vy + c2)).flatten(1).mean(1).clamp_min(0).double()
-        if s == scales - 1:
-            lum = ((2 * mx * my + c1) / (mx**2 + my**2 + c1)).flatten(1).mean(1).clamp_min(0).double()
-            cs = cs * lum
-        out = out * cs**w
+        cs_map = (2 * cxy + c2) / (vx + vy + c2)
+        if s == scales - 1:  # last scale: the full SSIM map, luminance × contrast-structure
+            cs_map = cs_map * (2 * mx * my + c1) / (mx**2 + my**2 + c1)
+        out = out * cs_map.flatten(1).mean(1).clamp_min(0).double() ** w
         x, y = F.avg_pool3d(x, 2), F.avg_pool3d(y, 2)
     return out
 
@@ -114,10 +114,11 @@ def pairwise_ms_ssim(volumes: torch.Tensor, scales: int = len(SCALE_WEIGHTS)) ->
         for i in range(m - 1):
             rest = slice(i + 1, m)
             cxy = filter3d(x[i : i + 1] * x[rest], win) - mu[i : i + 1] * mu[rest]
-            cs = ((2 * cxy + c2) / (var[i : i + 1] + var[rest] + c2)).flatten(1).mean(1).clamp_min(0).double()
+            cs_map = (2 * cxy + c2) / (var[i : i + 1] + var[rest] + c2)
             if s == scales - 1:
                 mi, mj = mu[i : i + 1], mu[rest]
-                cs = cs * ((2 * mi * mj + c1) / (mi**2 + mj**2 + c1)).flatten(1).mean(1).clamp_min(0).double()
+                cs_map = cs_map * (2 * mi * mj + c1) / (mi**2 + mj**2 + c1)
+            cs = cs_map.flatten(1).mean(1).clamp_min(0).double()
             log_out[i, rest] += w * torch.log(cs.clamp_min(1e-300))
         x = F.avg_pool3d(x, 2)
     out = torch.exp(log_out)
