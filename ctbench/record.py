@@ -83,6 +83,7 @@ def write_record(record: dict[str, Any], out_dir: str | Path) -> Path:
     """Validate and write ``record`` atomically to ``out_dir/<run_id>.json``; returns the path."""
     validate_record(record)
     path = Path(out_dir) / f"{record['run_id']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(record, indent=2, sort_keys=False, allow_nan=False) + "\n")
     return path
 

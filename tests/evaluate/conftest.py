@@ -50,7 +50,7 @@ def toy_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
-def make_record(
+def _make_record(
     name: str,
     metrics: dict[str, float | None],
     *,
@@ -90,3 +90,9 @@ def make_record(
             "metric_version": "1",
         }
     return copy.deepcopy(base)
+
+
+@pytest.fixture()
+def make_record():
+    """Factory of schema-valid records with chosen metric values: ``make_record(name, {key: value}, ...)``."""
+    return _make_record

@@ -1,0 +1,60 @@
+"""Result records: round trip, validation messages, atomic writes, skipping bad files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ctbench.metrics.base import MetricValue
+from ctbench.record import RecordError, metric_values, read_record, read_records, validate_record, write_record
+
+
+def test_round_trip_and_metric_values(tmp_path, make_record):
+    rec = make_record("noise", {"fid_mean": 12.5, "ms_ssim": None}, weights="a" * 64, intervals={"fid_mean": (11, 14)})
+    path = write_record(rec, tmp_path)
+    assert path.name == f"{rec['run_id']}.json"
+    assert read_record(path) == rec
+    values = metric_values(rec)
+    assert values["fid_mean"] == MetricValue(
+        12.5, n=8, interval=(11, 14), extractor="inception-v3", weights_sha256="a" * 64, metric_version="1"
+    )
+    assert values["ms_ssim"].value is None
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_validation_names_the_file_and_each_problem(tmp_path, make_record):
+    rec = make_record("noise", {"fid_mean": 1.0})
+    del rec["protocol"]["manifest_sha256"]
+    rec["metrics"]["fid_mean"]["value"] = "high"
+    with pytest.raises(RecordError) as err:
+        validate_record(rec, "x.json")
+    assert "x.json" in str(err.value)
+    assert "protocol.manifest_sha256 missing" in str(err.value)
+    assert "metrics.fid_mean.value is not a number" in str(err.value)
+    with pytest.raises(RecordError, match="not a ctbench result record"):
+        validate_record({"some": "other json"})
+    newer = make_record("noise", {})
+    newer["schema_version"] = 99
+    with pytest.raises(RecordError, match="newer"):
+        validate_record(newer)
+
+
+def test_write_refuses_invalid_and_nan(tmp_path, make_record):
+    with pytest.raises(RecordError):
+        write_record({"kind": "ctbench.result"}, tmp_path)
+    rec = make_record("noise", {"fid_mean": float("nan")})
+    with pytest.raises(ValueError):
+        write_record(rec, tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_read_records_skips_corrupt_and_foreign_with_warning(tmp_path, make_record):
+    write_record(make_record("noise", {"fid_mean": 3.0}), tmp_path)
+    (tmp_path / "corrupt.json").write_text("{not json")
+    (tmp_path / "foreign.json").write_text(json.dumps({"model": "something else"}))
+    with pytest.warns(UserWarning) as caught:
+        records = read_records(tmp_path)
+    assert [r["generator"]["name"] for _, r in records] == ["noise"]
+    messages = " ".join(str(w.message) for w in caught)
+    assert "corrupt.json" in messages and "foreign.json" in messages
