@@ -1,0 +1,123 @@
+"""Weights: missing → one clear error before work; import, fetch (pooch, from a local HTTP server), status."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import shutil
+import tarfile
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from click.testing import CliRunner
+
+from ctbench import weights as W
+from ctbench.cli import main
+from ctbench.metrics import MetricUnavailable, get_metric
+
+
+def test_missing_weights_fail_before_work_with_one_message(private_cache):
+    with pytest.raises(MetricUnavailable) as err:
+        get_metric("fid").accumulator()
+    msg = str(err.value)
+    assert "weights-inception-2015-12-05-6726825d.pth" in msg  # which file
+    assert str(private_cache / "weights") in msg  # where it looked
+    assert "ctbench weights fetch inception-v3-compat" in msg and "ctbench weights import PATH" in msg  # both ways
+
+
+def test_i3d_is_searched_in_the_tfhub_cache_too(private_cache):
+    with pytest.raises(MetricUnavailable) as err:
+        W.resolve("i3d-kinetics-400")
+    assert str(W.tfhub_module_dir(W.I3D_HANDLE)) in str(err.value)
+    # the folder tensorflow_hub itself resolves the handle to
+    from tensorflow_hub import compressed_module_resolver
+
+    assert W.tfhub_module_dir(W.I3D_HANDLE) == W.Path(compressed_module_resolver._module_dir(W.I3D_HANDLE))
+
+
+def test_import_refuses_wrong_hash_unless_unverified(inception_weights):
+    with pytest.raises(ValueError, match="does not match the pinned"):
+        W.import_weights(inception_weights)
+    r = W.import_weights(inception_weights, unverified_ok=True)
+    assert r.spec.name == "inception-v3-compat" and not r.verified
+    with pytest.raises(MetricUnavailable, match="--unverified-weights"):
+        W.resolve("inception-v3-compat")
+    assert W.resolve("inception-v3-compat", unverified_ok=True).sha256 == W.file_sha256(inception_weights)
+
+
+def test_matching_pin_is_verified(inception_weights, monkeypatch):
+    spec = dataclasses.replace(W.WEIGHTS["inception-v3-compat"], sha256=W.file_sha256(inception_weights))
+    monkeypatch.setitem(W.WEIGHTS, "inception-v3-compat", spec)
+    r = W.import_weights(inception_weights)
+    assert r.verified and W.resolve("inception-v3-compat").verified
+    assert {s.name: s.state for s in W.status()} == {"inception-v3-compat": "verified", "i3d-kinetics-400": "missing"}
+
+
+def test_dir_hash_depends_on_names_and_bytes(tmp_path):
+    a = tmp_path / "a"
+    (a / "variables").mkdir(parents=True)
+    (a / "saved_model.pb").write_bytes(b"x")
+    (a / "variables" / "v").write_bytes(b"y")
+    h = W.dir_sha256(a)
+    (a / "variables" / "v").write_bytes(b"z")
+    assert W.dir_sha256(a) != h
+    (a / "variables" / "v").write_bytes(b"y")
+    assert W.dir_sha256(a) == h
+    (a / "variables" / "v").rename(a / "variables" / "w")
+    assert W.dir_sha256(a) != h
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """A local HTTP server standing in for the canonical hosts (pooch's real download path, no internet)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_file_verifies_sha256(inception_weights, http_root, monkeypatch):
+    root, url = http_root
+    shutil.copy(inception_weights, root / "w.pth")
+    good = dataclasses.replace(
+        W.WEIGHTS["inception-v3-compat"], url=f"{url}/w.pth", sha256=W.file_sha256(inception_weights)
+    )
+    monkeypatch.setitem(W.WEIGHTS, "inception-v3-compat", good)
+    r = W.fetch("inception-v3-compat", progress=False)
+    assert r.verified and r.path == W.weights_dir() / good.filename
+    assert W.resolve("inception-v3-compat").verified
+    r.path.unlink()
+    monkeypatch.setitem(W.WEIGHTS, "inception-v3-compat", dataclasses.replace(good, sha256="0" * 64))
+    with pytest.raises(ValueError, match="SHA256 hash of downloaded file"):
+        W.fetch("inception-v3-compat", progress=False)
+    assert not (W.weights_dir() / good.filename).exists()
+
+
+def test_fetch_savedmodel_tarball_unpacks_into_cache(i3d_standin, http_root, monkeypatch):
+    root, url = http_root
+    with tarfile.open(root / "i3d.tar.gz", "w:gz") as tar:
+        for p in sorted(i3d_standin.rglob("*")):
+            tar.add(p, arcname=str(p.relative_to(i3d_standin)), recursive=False)
+    pinned = W.dir_sha256(i3d_standin)
+    spec = dataclasses.replace(W.WEIGHTS["i3d-kinetics-400"], url=f"{url}/i3d.tar.gz", sha256=pinned)
+    monkeypatch.setitem(W.WEIGHTS, "i3d-kinetics-400", spec)
+    r = W.fetch("i3d-kinetics-400", progress=False)
+    assert r.verified and (r.path / "saved_model.pb").is_file() and W.dir_sha256(r.path) == pinned
+
+
+def test_cli_weights_import_and_status(inception_weights):
+    runner = CliRunner()
+    res = runner.invoke(main, ["weights", "import", str(inception_weights)])
+    assert res.exit_code == 1 and "does not match the pinned" in res.output
+    res = runner.invoke(main, ["weights", "import", str(inception_weights), "--unverified-weights"])
+    assert res.exit_code == 0, res.output
+    assert "UNVERIFIED" in res.output
+    res = runner.invoke(main, ["weights", "status"])
+    assert res.exit_code == 0
+    assert "inception-v3-compat    WRONG HASH" in res.output and "i3d-kinetics-400       missing" in res.output
