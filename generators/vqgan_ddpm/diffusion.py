@@ -27,6 +27,8 @@ def make_betas(schedule: str, timesteps: int) -> np.ndarray:
     """β_1..β_T (float64): ``linear`` (DDPM, 1e-4 → 0.02 scaled to T) or ``cosine`` (improved DDPM)."""
     if schedule == "linear":
         scale = 1000 / timesteps
+        if scale * 0.02 >= 1:
+            raise ValueError(f"the linear schedule needs at least 21 timesteps, got {timesteps}")
         return np.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=np.float64)
     if schedule == "cosine":
         def f(t: float) -> float:
