@@ -42,7 +42,8 @@ class TrainIndex:
 
     def nearest(self, volumes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For ``(N, 1, D, H, W)`` volumes: (correlation with the nearest training volume, its index), ``(N,)`` each."""
-        corr = unit_features(volumes) @ self.features.T
+        # one matmul per volume: the result then does not depend on how volumes were batched (BLAS blocking)
+        corr = torch.stack([self.features @ f for f in unit_features(volumes)])
         score, index = corr.max(1)
         return score, index
 
