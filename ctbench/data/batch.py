@@ -108,12 +108,6 @@ def _is_done(prev: CaseRecord | None, out: Path, source_sha: str) -> bool:
     return vol.is_file() and file_sha256(vol) == prev.output_sha256
 
 
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def prepare_case(source: Source, out: Path, protocol: Protocol, previous: dict | None) -> tuple[str, dict]:
     """Prepare one case (runs in a worker). Returns ``(action, record as dict)``, action one of
     ``"prepared"``, ``"skipped"`` (finished before from the same source bytes) or ``"failed"``."""
@@ -155,7 +149,7 @@ def prepare(
 ) -> PrepareResult:
     """Prepare every scan in ``src`` into ``out`` under ``protocol``; see the module docstring.
 
-    ``workers`` > 1 runs cases in that many processes (one torch thread each). Raises
+    ``workers`` > 1 runs cases in that many processes (the pipeline is single-threaded). Raises
     :class:`PrepareError` when nothing can run; per-case failures are in the result and the manifest.
     """
     out = Path(out)
@@ -201,7 +195,7 @@ def prepare(
         else:
             import multiprocessing as mp
 
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
                 futures = [pool.submit(prepare_case, *job) for job in jobs]
                 for fut in as_completed(futures):
                     finish(*fut.result())

@@ -99,6 +99,22 @@ def _anatomy(rng: np.random.Generator) -> tuple[float, float, list[Ellipsoid]]:
     return a, b, organs
 
 
+def sample_grid(
+    rng: np.random.Generator, a: float, b: float, *, small: bool = False
+) -> tuple[tuple[float, float], tuple[int, int, int]]:
+    """Random scan grid for a body with half-axes (a, b) mm: ``((in-plane, slice) spacing mm, (nx, ny, nz))``.
+
+    Full size: 512 × 512 at 0.6–1.0 mm (never less than the body needs), slice spacing from
+    ``SLICE_SPACINGS_MM``, 20–300 slices covering 150–400 mm. Small: 1.0 mm on a matrix just covering
+    the body and the table, 20–32 slices of 5 mm.
+    """
+    if small:
+        return (1.0, 5.0), (int(np.ceil(2 * a + 40)), int(np.ceil(2 * b + 80)), int(rng.integers(20, 33)))
+    dxy = float(rng.uniform(max(0.6, (2 * a + 40) / 512), 1.0))
+    dz = float(rng.choice(SLICE_SPACINGS_MM))
+    return (dxy, dz), (512, 512, int(np.clip(round(rng.uniform(150, 400) / dz), 20, 300)))
+
+
 def phantom(seed: int, *, small: bool = False) -> Phantom:
     """One phantom from ``seed`` (same seed, same phantom), in RAS+ order.
 
@@ -107,14 +123,7 @@ def phantom(seed: int, *, small: bool = False) -> Phantom:
     """
     rng = np.random.default_rng([int(seed), 0x5EED])
     a, b, organs = _anatomy(rng)
-    if small:
-        dxy, dz = 1.0, 5.0
-        nx, ny, nz = int(np.ceil(2 * a + 40)), int(np.ceil(2 * b + 80)), int(rng.integers(20, 33))
-    else:
-        dxy = float(rng.uniform(max(0.6, (2 * a + 40) / 512), 1.0))
-        dz = float(rng.choice(SLICE_SPACINGS_MM))
-        nx = ny = 512
-        nz = int(np.clip(round(rng.uniform(150, 400) / dz), 20, 300))
+    (dxy, dz), (nx, ny, nz) = sample_grid(rng, a, b, small=small)
     x = (np.arange(nx) - (nx - 1) / 2) * dxy
     y = (np.arange(ny) - (ny - 1) / 2) * dxy + 20.0  # leave room for the table below the body
     xx, yy = np.meshgrid(x, y, indexing="ij")

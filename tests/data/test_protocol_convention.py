@@ -1,0 +1,84 @@
+"""The array convention and the prepared-volume file format (round trips with known values)."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from ctbench.data.prepared import Q_MAX, default_affine, from_hu, read_hu_range, read_volume, to_hu, write_volume
+from ctbench.protocol import FLARE22_V1, get_protocol
+
+
+def test_protocol_shapes_and_output_spacing():
+    assert FLARE22_V1.tensor_shape == (1, 64, 128, 128)
+    np.testing.assert_allclose(FLARE22_V1.output_spacing_mm, (1.8, 1.8, 6.25))
+    assert get_protocol("flare22-v1") is FLARE22_V1
+    with pytest.raises(KeyError, match="flare22-v1"):
+        get_protocol("flare99")
+
+
+def test_hu_mapping_known_values_and_inverse():
+    lo, hi = -1000.0, 1000.0
+    np.testing.assert_allclose(from_hu(np.array([-2000.0, -1000.0, 0.0, 500.0, 3000.0]), lo, hi), [-1, -1, 0, 0.5, 1])
+    hu = np.linspace(lo, hi, 101)
+    np.testing.assert_allclose(to_hu(from_hu(hu, lo, hi), lo, hi), hu, atol=1e-3)
+    with pytest.raises(ValueError, match="hi > lo"):
+        from_hu(hu, 5.0, 5.0)
+
+
+def _ramp_volume() -> np.ndarray:
+    """(D, H, W) = (64, 128, 128) with v = distinct functions of each axis, in [-1, 1]."""
+    d, h, w = np.meshgrid(np.linspace(-1, 0, 64), np.linspace(0, 0.5, 128), np.linspace(0, 0.5, 128), indexing="ij")
+    return (d + h + w).astype(np.float32)
+
+
+def test_write_read_round_trip_and_axis_order(tmp_path):
+    vol = _ramp_volume()
+    path = write_volume(tmp_path / "v.nii.gz", vol, hu_range=(-1024.0, 1476.0))
+    back = read_volume(path)
+    assert back.shape == (64, 128, 128) and back.dtype == np.float32
+    np.testing.assert_allclose(back, vol, atol=0.5 / Q_MAX + 1e-7)
+    # On disk: RAS array (x, y, z) = (W, H, D), tensor = ras.transpose(2, 1, 0)
+    img = nib.load(path)
+    assert img.shape == (128, 128, 64)
+    assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
+    ras_v = np.asarray(img.dataobj.get_unscaled()) / Q_MAX
+    np.testing.assert_allclose(ras_v.transpose(2, 1, 0), back)
+    # a viewer applying the NIfTI scaling sees HU: v=-1 -> -1024, v=1 -> 1476
+    np.testing.assert_allclose(img.get_fdata(), to_hu(back, -1024.0, 1476.0).transpose(2, 1, 0), atol=0.05)
+    assert read_hu_range(path) == pytest.approx((-1024.0, 1476.0))
+
+
+def test_write_accepts_tensor_with_channel_and_clips(tmp_path):
+    t = torch.zeros(1, 64, 128, 128)
+    t[0, 0, 0, 0], t[0, 0, 0, 1] = 3.0, -7.0
+    back = read_volume(write_volume(tmp_path / "t.nii", t))
+    assert back[0, 0, 0] == 1.0 and back[0, 0, 1] == -1.0 and np.count_nonzero(back) == 2
+    assert read_hu_range(tmp_path / "t.nii") == pytest.approx((-1.0, 1.0))  # no HU pair: scaling shows v
+
+
+def test_write_refuses_nan_and_bad_shape(tmp_path):
+    vol = np.zeros((64, 128, 128), np.float32)
+    vol[3, 3, 3] = np.nan
+    with pytest.raises(ValueError, match=r"v\.nii\.gz.*NaN"):
+        write_volume(tmp_path / "v.nii.gz", vol)
+    with pytest.raises(ValueError, match=r"\(D, H, W\)"):
+        write_volume(tmp_path / "v.nii.gz", np.zeros((2, 64, 128, 128)))
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_default_affine_has_true_voxel_size_and_is_centred():
+    aff = default_affine()
+    np.testing.assert_allclose(np.sqrt((aff[:3, :3] ** 2).sum(0)), (1.8, 1.8, 6.25))
+    centre = aff @ np.array([63.5, 63.5, 31.5, 1.0])
+    np.testing.assert_allclose(centre[:3], 0.0, atol=1e-9)
+
+
+def test_read_volume_names_file_on_bad_input(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.nii.gz"):
+        read_volume(tmp_path / "missing.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), tmp_path / "float.nii.gz")
+    with pytest.raises(ValueError, match="float.nii.gz: not a ctbench volume"):
+        read_volume(tmp_path / "float.nii.gz")
