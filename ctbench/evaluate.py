@@ -149,7 +149,7 @@ def _gather_audit(audit: MemorisationAudit | None, world: int) -> list[Memorisat
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-")[:60] or "run"
+    return re.sub(r"[^A-Za-z0-9_.+@-]+", "-", text).strip("-")[:60] or "run"
 
 
 def _hash(obj: Any) -> str:
