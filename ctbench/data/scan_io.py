@@ -99,12 +99,21 @@ def _check_affine(path: Path, affine: np.ndarray, header_spacing: tuple[float, .
     if header_spacing is not None:
         hs = tuple(float(s) for s in header_spacing[:3])
         if any(not np.isfinite(s) or s <= 0 for s in hs):
-            raise ScanError(path, f"invalid voxel spacing {hs} mm in the header (must be positive)")
+            raise ScanError(path, f"invalid voxel spacing {hs} mm in the header pixdim (must be positive)")
     if any(not np.isfinite(s) or s <= 0 for s in spacing) or not np.isfinite(np.linalg.det(affine[:3, :3])):
         raise ScanError(path, f"invalid voxel spacing {spacing} mm (must be positive)")
     if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise ScanError(path, "degenerate affine (axes are not independent)")
     return spacing
+
+
+def _raw_pixdim(path: Path, header_class) -> tuple[float, float, float]:
+    """``pixdim[1:4]`` as stored: nibabel silently replaces zero or negative values on load."""
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(path) as f:
+        raw = header_class.from_fileobj(f, check=False)
+    return tuple(float(v) for v in raw["pixdim"][1:4])
 
 
 def read_nifti(path: str | os.PathLike, *, check=None) -> Scan:
@@ -113,14 +122,13 @@ def read_nifti(path: str | os.PathLike, *, check=None) -> Scan:
     try:
         img = nib.load(path)
         shape = _squeeze_trailing(path, img.shape)
-        header_spacing = img.header.get_zooms()[:3]
-        raw_pixdim = tuple(float(v) for v in img.header["pixdim"][1:4]) if "pixdim" in img.header else None
+        raw_pixdim = _raw_pixdim(path, type(img.header)) if "pixdim" in img.header else None
     except ScanError:
         raise
     except Exception as exc:
         raise ScanError(path, f"cannot read NIfTI header ({type(exc).__name__}: {exc})") from exc
     affine = np.asarray(img.affine, dtype=np.float64)
-    spacing = _check_affine(path, affine, raw_pixdim or header_spacing)
+    spacing = _check_affine(path, affine, raw_pixdim)
     if check is not None:
         check(path, shape, spacing)
     try:
