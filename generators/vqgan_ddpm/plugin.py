@@ -72,12 +72,16 @@ class VQGANDDPM(Generator):
         overrides: dict[str, Any] | None = None,
         context: LoadContext | None = None,
     ) -> VQGANDDPM:
-        """Build from a finished run's ``checkpoint.pt``; its stored config is used, plus sampling overrides."""
+        """Build from a finished run's ``checkpoint.pt``; its stored config is used, plus sampling overrides.
+
+        The checkpoint's variant is the generator's variant; naming another non-default one is an error.
+        """
         if checkpoint is None:
             raise ValueError("vqgan-ddpm needs a checkpoint: train one with `ctbench train vqgan-ddpm ...`")
         checkpoint = Path(checkpoint)
         state = load_checkpoint(checkpoint)
-        if variant not in (None, "default", state["variant"]):
+        # the registry passes the default variant when none was named; the checkpoint's own variant wins then
+        if variant not in (None, "default", DEFAULT_VARIANT, state["variant"]):
             raise ValueError(f"{checkpoint}: trained as variant {state['variant']!r}, not {variant!r}")
         for stage in ("vqgan", "ddpm"):
             if not (state.get(stage) or {}).get("done"):

@@ -46,3 +46,13 @@ def tiny_config():
 def toy_volumes():
     """``toy_volumes(n, shape=(16, 32, 32), seed=0) -> list[(1, D, H, W)]``: smooth phantoms in [-1, 1]."""
     return _toy_volumes
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Run these toy-sized models on one thread: at this size threading costs more than it gives, and the
+    2-core CI machine is shared with other test processes (oversubscribed threads slow the steps ~10×)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,115 @@
+"""Training runs: bit-for-bit resume, the `ctbench train` command on a prepared folder, the plugin's samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from ctbench.api import REGISTRY, check_samples
+from ctbench.cli import main
+from generators.vqgan_ddpm.train import load_checkpoint, train
+
+TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "vqgan_ddpm" / "tiny.yaml"
+
+
+def _steps(tiny_config, vq: int, dd: int) -> dict:
+    return tiny_config(
+        "full",
+        vqgan={"train": {"steps": vq}, "discriminator": {"start_step": 1}},
+        ddpm={"train": {"steps": dd}, "scale_batches": 2},
+        checkpoint={"save_every": 2, "sample_every": 4, "log_every": 1},
+    )
+
+
+def _assert_same_tree(a, b, where=""):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_same_tree(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same_tree(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_resume_continues_bit_for_bit(tiny_config, toy_volumes, tmp_path):
+    data = toy_volumes(5)
+    straight = train(_steps(tiny_config, 4, 4), data, tmp_path / "a", progress=False).checkpoint
+    b = tmp_path / "b"
+    train(_steps(tiny_config, 2, 4), data, b, stage="vqgan", progress=False)
+    assert load_checkpoint(b / "checkpoint.pt")["vqgan"]["step"] == 2
+    train(_steps(tiny_config, 4, 4), data, b, stage="vqgan", resume=True, progress=False)
+    train(_steps(tiny_config, 4, 2), data, b, stage="ddpm", progress=False)
+    resumed = train(_steps(tiny_config, 4, 4), data, b, stage="ddpm", resume=True, progress=False).checkpoint
+    sa, sb = load_checkpoint(straight), load_checkpoint(resumed)
+    for stage in ("vqgan", "ddpm"):
+        _assert_same_tree(sa[stage], sb[stage], stage)
+    assert sa["vqgan"]["step"] == sa["ddpm"]["step"] == 4 and sa["ddpm"]["done"]
+    assert sa["vqgan"]["discriminators"] is not None and sa["vqgan"]["opt_d"]["state"]  # D was trained
+    assert (tmp_path / "a" / "montages" / "vqgan_0000004.png").stat().st_size > 0
+    assert (tmp_path / "a" / "montages" / "ddpm_0000004.png").stat().st_size > 0
+
+
+def test_runs_refuse_to_overwrite_or_mix_configs(tiny_config, toy_volumes, tmp_path):
+    data = toy_volumes(2)
+    cfg = _steps(tiny_config, 1, 1)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(cfg, data, tmp_path, stage="ddpm", progress=False)
+    train(cfg, data, tmp_path, stage="vqgan", progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, data, tmp_path, stage="vqgan", progress=False)
+    other = tiny_config("full", vqgan={"base_channels": 4, "train": {"steps": 1}})
+    with pytest.raises(ValueError, match="vqgan.base_channels"):
+        train(other, data, tmp_path, stage="ddpm", progress=False)
+    with pytest.raises(ValueError, match="not finished"):
+        REGISTRY.get("vqgan-ddpm").load(tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="unknown stage"):
+        train(cfg, data, tmp_path / "x", stage="vae", progress=False)
+
+
+def test_train_command_on_prepared_folder_then_sample(prepared_dir, tmp_path):
+    """The demo's path: `ctbench train vqgan-ddpm --config tiny.yaml` (steps cut down), then load and sample."""
+    cfg = yaml.safe_load(TINY_YAML.read_text())
+    cfg["vqgan"]["train"]["steps"] = 12
+    cfg["vqgan"]["discriminator"]["start_step"] = 6
+    cfg["ddpm"]["train"]["steps"] = 12
+    cfg["checkpoint"]["sample_every"] = 0
+    cfg["variant"] = "rec+disc"
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    args = ["train", "vqgan-ddpm", "--config", str(config), "--data", str(prepared_dir), "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "checkpoint.pt" in result.output
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code != 0 and "--resume" in again.output
+    clash = CliRunner().invoke(main, [*args[:1], "vqgan-ddpm@c8", *args[2:]])
+    assert clash.exit_code != 0 and "variant" in clash.output
+
+    gen = REGISTRY.load("vqgan-ddpm", out / "checkpoint.pt")
+    info = gen.info()
+    assert info.variant == "rec+disc" and info.checkpoint_sha256 and info.parameters > 0
+    assert info.config["output"] == {"decoded_shape": [16, 32, 32], "resize_to_protocol": "trilinear"}
+    x = check_samples(gen.sample(3, seed=7, batch_size=3), 3, "vqgan-ddpm")
+    assert x.std() > 0
+    one_by_one = gen.sample(3, seed=7, batch_size=1)
+    assert torch.allclose(x, one_by_one, atol=1e-5)
+    assert torch.allclose(gen.sample(1, seed=7, offset=2), x[2:], atol=1e-5)
+    assert not torch.allclose(gen.sample(1, seed=8), x[:1], atol=1e-3)
+    full_chain = {"sampling": {"sampler": "ancestral", "steps": None}}
+    ancestral = REGISTRY.load("vqgan-ddpm", out / "checkpoint.pt", overrides=full_chain)
+    assert ancestral.sampler.diffusion.num_timesteps == 100  # all T steps
+    check_samples(ancestral.sample(1, seed=0), 1, "vqgan-ddpm")
+    with pytest.raises(ValueError, match="only 'sampling' overrides"):
+        REGISTRY.load("vqgan-ddpm", out / "checkpoint.pt", overrides={"vqgan": {"compression": 8}})
+    with pytest.raises(ValueError, match="trained as variant"):
+        REGISTRY.load("vqgan-ddpm@c8", out / "checkpoint.pt")
