@@ -32,7 +32,7 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--samples", type=click.Path(exists=True, file_okay=False), help="Score a folder of NIfTI volumes.")
 @click.option("--checkpoint", type=click.Path(), help="Checkpoint file for the generator.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False), help="Prepared folder (ctbench data prepare).")
-@click.option("--n", "n", type=int, default=_D.n, show_default=True, help="Number of samples.")
+@click.option("--n", "--num-samples", "n", type=int, default=_D.n, show_default=True, help="Number of samples.")
 @click.option("--seed", type=int, default=_D.seed, show_default=True, help="Sample i is seeded by (seed, i).")
 @click.option(
     "--metrics",

@@ -1,12 +1,13 @@
 """Memorisation audit: is a generated volume closer to a training scan than real held-out scans ever are?
 
 Needs no downloaded weights. Similarity is the normalised (Pearson) correlation between two volumes,
-computed at half resolution (2×2×2 average pooling, 32×64×64 = 131 072 voxels) so the whole training set
-fits in memory as unit vectors and one matmul compares a batch with it. For every generated volume the
-nearest training volume and its correlation ``r_gen`` are found; the same is done for every held-out real
-volume (``r_real``). A generated volume is flagged when ``r_gen > max(r_real)``: it is closer to some
-training scan than any held-out scan is to any training scan. The flagged count is the headline number;
-the worst pairs (highest ``r_gen``) are kept at full resolution for a side-by-side figure.
+computed at half resolution (2×2×2 average pooling, 32×64×64 = 131 072 voxels, float64: 1 MiB per volume)
+so the whole training set fits in memory as unit vectors and one matrix-vector product compares a volume
+with it. For every generated volume the nearest training volume and its correlation ``r_gen`` are found;
+the same is done for every held-out real volume (``r_real``). A generated volume is flagged when
+``r_gen > max(r_real)``: it is closer to some training scan than any held-out scan is to any training scan.
+The flagged count is the headline number; the worst pairs (highest ``r_gen``) are kept at full resolution
+for a side-by-side figure.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ POOL = 2
 
 
 def unit_features(volumes: torch.Tensor) -> torch.Tensor:
-    """``(N, 1, D, H, W)`` → ``(N, D·H·W / 8)`` zero-mean, unit-norm vectors at half resolution (float32)."""
-    f = F.avg_pool3d(volumes.float(), POOL).flatten(1)
+    """``(N, 1, D, H, W)`` → ``(N, D·H·W / 8)`` zero-mean, unit-norm vectors at half resolution (float64).
+
+    float64 keeps correlations near 1 distinguishable and makes them insensitive to thread count and batching.
+    """
+    f = F.avg_pool3d(volumes.double(), POOL).flatten(1)
     f = f - f.mean(1, keepdim=True)
     return f / f.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
