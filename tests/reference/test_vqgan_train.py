@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from ctbench.api import REGISTRY, check_samples
 from ctbench.cli import main
-from generators.vqgan_ddpm.train import load_checkpoint, train
+from generators.vqgan_ddpm.train import VolumeBatches, load_checkpoint, train
 
 TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "vqgan_ddpm" / "tiny.yaml"
 
@@ -113,3 +113,17 @@ def test_train_command_on_prepared_folder_then_sample(prepared_dir, tmp_path):
         REGISTRY.load("vqgan-ddpm", out / "checkpoint.pt", overrides={"vqgan": {"compression": 8}})
     with pytest.raises(ValueError, match="trained as variant"):
         REGISTRY.load("vqgan-ddpm@c8", out / "checkpoint.pt")
+
+
+def test_batches_are_deterministic_resized_and_split_across_ranks(toy_volumes):
+    data = [v * 0 + i / 10 for i, v in enumerate(toy_volumes(5, shape=(8, 16, 16)))]  # volume i is constant i/10
+    ranks = [VolumeBatches(data, 2, (4, 8, 8), rank=r, world_size=2, seed=3) for r in (0, 1)]
+    g = torch.Generator()
+    seen = [[round(float(v.mean()) * 10) for r in ranks for v in r.batch(i, g)] for i in range(5)]
+    assert seen == [[round(float(v.mean()) * 10) for r in ranks for v in r.batch(i, g)] for i in range(5)]
+    flat = [k for batch in seen for k in batch]  # 20 draws = 4 epochs of 5, each a permutation
+    for epoch in range(4):
+        assert sorted(flat[5 * epoch : 5 * epoch + 5]) == [0, 1, 2, 3, 4]
+    assert ranks[0].batch(0, g).shape == (2, 1, 4, 8, 8)
+    flips = VolumeBatches([torch.arange(4.0).view(1, 1, 1, 4)], 1, (1, 1, 4), flip_probability=1.0)
+    assert flips.batch(0, g).flatten().tolist() == [3.0, 2.0, 1.0, 0.0]
