@@ -115,15 +115,20 @@ def sample_grid(
     return (dxy, dz), (512, 512, int(np.clip(round(rng.uniform(150, 400) / dz), 20, 300)))
 
 
-def phantom(seed: int, *, small: bool = False) -> Phantom:
+def phantom(
+    seed: int, *, small: bool = False, grid: tuple[tuple[float, float], tuple[int, int, int]] | None = None
+) -> Phantom:
     """One phantom from ``seed`` (same seed, same phantom), in RAS+ order.
 
     ``small``: 1.0 mm in-plane on a matrix just covering the body and 20–32 slices of 5 mm (a few MB,
     well under a second), for tests; otherwise 512 × 512 at 0.6–1.0 mm with 20–300 slices of 0.625–5 mm.
+    ``grid``: ``((in-plane, slice) spacing mm, (nx, ny, nz))`` to force, e.g. a FLARE22-size grid.
     """
     rng = np.random.default_rng([int(seed), 0x5EED])
     a, b, organs = _anatomy(rng)
     (dxy, dz), (nx, ny, nz) = sample_grid(rng, a, b, small=small)
+    if grid is not None:
+        (dxy, dz), (nx, ny, nz) = grid
     x = (np.arange(nx) - (nx - 1) / 2) * dxy
     y = (np.arange(ny) - (ny - 1) / 2) * dxy + 20.0  # leave room for the table below the body
     xx, yy = np.meshgrid(x, y, indexing="ij")
