@@ -66,25 +66,42 @@ def case_id(path: Path) -> str:
     return name[: -len(MODALITY_SUFFIX)] if name.endswith(MODALITY_SUFFIX) else name
 
 
-def discover(src: str | os.PathLike) -> list[Source]:
-    """Scans in ``src`` (or ``src/images`` when present): ``*.nii``, ``*.nii.gz`` and DICOM series folders.
+def _dicom_folders(base: Path) -> list[Path]:
+    """Folders under ``base`` (any depth, ``labels/`` excepted) that hold a DICOM series themselves."""
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink loop, or the same folder linked twice
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if d != "labels" and not d.startswith("."))
+        candidates = [f for f in filenames if not is_nifti(Path(f)) and not f.startswith(".")]
+        if candidates and dicom_series_files(dirpath):
+            found.append(Path(dirpath))
+    return found
 
-    A folder that is itself one DICOM series is one case. Raises :class:`PrepareError` when ``src``
-    is missing or holds no scans, or when two sources map to the same case id.
+
+def discover(src: str | os.PathLike) -> list[Source]:
+    """Scans in ``src`` (or ``src/images`` when present): ``*.nii`` / ``*.nii.gz`` files directly in it, and
+    DICOM series folders at any depth (``PATIENT/STUDY/SERIES`` exports work).
+
+    Case ids: the file name without ``.nii[.gz]`` and the ``_0000`` channel suffix; for DICOM, the folder's
+    path below ``src`` joined with ``_`` (the folder's name when ``src`` itself is the series). Raises
+    :class:`PrepareError` when ``src`` is missing or holds no scans, or when two sources share an id.
     """
     src = Path(src)
     if not src.is_dir():
         raise PrepareError(f"{src}: source folder does not exist")
     base = src / "images" if (src / "images").is_dir() else src
-    found = [p for p in sorted(base.iterdir()) if p.is_file() and is_nifti(p)]
-    found += [p for p in sorted(base.iterdir()) if p.is_dir() and dicom_series_files(p)]
-    if not found and dicom_series_files(base):
-        found = [base]
+    found = [(case_id(p), p) for p in sorted(base.iterdir()) if p.is_file() and is_nifti(p)]
+    for folder in _dicom_folders(base):
+        rel = folder.relative_to(base)
+        found.append((folder.name if rel == Path(".") else "_".join(rel.parts), folder))
     if not found:
         raise PrepareError(f"{base}: no scans found (looked for *.nii, *.nii.gz and DICOM series folders)")
     sources: dict[str, Source] = {}
-    for p in found:
-        cid = case_id(p)
+    for cid, p in found:
         if cid in sources:
             raise PrepareError(f"{p}: case id {cid!r} also used by {sources[cid].path}; rename one")
         sources[cid] = Source(cid, p.resolve())
@@ -195,10 +212,15 @@ def prepare(
         else:
             import multiprocessing as mp
 
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+            try:
                 futures = [pool.submit(prepare_case, *job) for job in jobs]
                 for fut in as_completed(futures):
                     finish(*fut.result())
+            except BaseException:  # Ctrl-C: drop the queue instead of finishing it; finished cases are kept
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
     finally:
         bar.close()
         _save(manifest, records, protocol)

@@ -36,7 +36,6 @@ VOLUMES_DIR = "volumes"
 SCHEMA_VERSION = 1
 Q_MAX = 32767
 """Stored integer for v = 1; q = round(v * Q_MAX)."""
-_DESCRIP = b"ctbench int16 v=q/32767"
 
 
 # ----------------------------------------------------------------------------------------------- HU
@@ -100,7 +99,7 @@ def write_volume(
     img.header.set_data_dtype(np.int16)
     img.header.set_slope_inter((hi - lo) / 2.0 / Q_MAX, (hi + lo) / 2.0)
     img.header.set_xyzt_units("mm")
-    img.header["descrip"] = _DESCRIP
+    img.header["descrip"] = f"ctbench {protocol.name} v=q/{Q_MAX}".encode()[:80]
     img.set_qform(img.affine, code=1)
     img.set_sform(img.affine, code=1)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from ctbench.data.batch import prepare
+from ctbench.data.batch import discover, prepare
 from ctbench.data.checks import ScanError
 from ctbench.data.pipeline import load_checked, prepare_scan
 from ctbench.data.prepared import load_manifest, read_volume, to_hu
@@ -72,18 +72,22 @@ def test_dicom_series_is_read_in_hu_and_lps_becomes_ras(real_ct_dir):
         assert scan.data[tuple(ijk)] == arr[idx[2], idx[1], idx[0]]
     result = prepare_scan(scan)
     assert result.volume.shape == (64, 128, 128)
+    assert [s.id for s in discover(folder)] == ["example_ct_dicom"]  # a series folder given as SRC is one case
 
 
 def test_prepare_folder_of_real_scans(real_ct_dir, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("example_ct.nii.gz", "example_ct_sm.nii.gz", "example_mr_sm.nii.gz", "example_ct_dicom"):
+    for name in ("example_ct.nii.gz", "example_ct_sm.nii.gz", "example_mr_sm.nii.gz"):
         (src / name).symlink_to(real_ct_dir / name)
+    (src / "patient7" / "study1").mkdir(parents=True)  # a hospital export: PATIENT/STUDY/SERIES
+    (src / "patient7" / "study1" / "ct").symlink_to(real_ct_dir / "example_ct_dicom")
+    (src / "patient7" / "study1" / "loop").symlink_to(src / "patient7")  # must not hang the search
     result = prepare(src, tmp_path / "out", progress=False)
-    assert sorted(result.prepared) == ["example_ct", "example_ct_dicom", "example_ct_sm"]
+    assert sorted(result.prepared) == ["example_ct", "example_ct_sm", "patient7_study1_ct"]
     assert [r.id for r in result.failed] == ["example_mr_sm"]
     rows = {c.id: c for c in load_manifest(tmp_path / "out").cases}
-    assert rows["example_ct_dicom"].original_orientation == "LPS"
+    assert rows["patient7_study1_ct"].original_orientation == "LPS"
     assert rows["example_ct"].original_shape == [122, 101, 112]
     for cid in result.prepared:
         vol = read_volume(tmp_path / "out" / rows[cid].output)
