@@ -156,12 +156,14 @@ def resample(data: np.ndarray, geometry: Geometry, pad_value: float) -> np.ndarr
     """Resample a RAS+ ``(x, y, z)`` source array (HU, any real dtype) onto the output grid.
 
     Returns float32 ``(x, y, z)`` = ``geometry.output_shape``. Tent-kernel anti-aliasing per axis (see
-    the module docstring); voxels outside the source are ``pad_value``. Only the source voxels the
+    the module docstring); voxels outside the source are ``pad_value``, and source values below it (the
+    -2048 or -3024 HU some scanners store outside the reconstruction circle) are raised to it. Only the source voxels the
     kernels touch are converted to float; each axis is one sparse matrix product (single-threaded).
     """
     mats = [tent_weights(geometry.positions(a), data.shape[a], geometry.scale[a]) for a in range(3)]
     (_, x0, x1), (_, y0, y1), (_, z0, z1) = mats
     out = np.subtract(data[x0:x1, y0:y1, z0:z1], np.float32(pad_value), dtype=np.float32)
+    np.maximum(out, 0.0, out=out)  # nothing below air: -2048 / -3024 outside the reconstruction circle -> pad
     # contract the axis that shrinks most first, to keep the intermediates small
     for a in sorted(range(3), key=lambda a: mats[a][0].shape[0] / mats[a][0].shape[1]):
         out = _contract(out, sparse.csr_matrix(mats[a][0]), a)

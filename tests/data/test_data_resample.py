@@ -41,7 +41,7 @@ def _stripes(spacing: float) -> tuple[np.ndarray, np.ndarray, object]:
     n = int(260 / spacing)
     data = np.broadcast_to((500.0 * (-1.0) ** np.arange(n))[:, None, None], (n, 60, 60)).astype(np.float32)
     geometry = plan_geometry(data.shape, (spacing, spacing, 2.5), np.array([n / 2, 30, 30]), FLARE22_V1)
-    return data, resample(data, geometry, 0.0), geometry
+    return data, resample(data, geometry, -1024.0), geometry
 
 
 def test_anti_aliasing_removes_stripes_that_naive_interpolation_folds_back():
@@ -108,3 +108,16 @@ def test_body_centre_ignores_table_and_air():
     centre = body_centre(data, (1.5, 1.5, 5.0), -500.0)
     np.testing.assert_allclose(centre[:2], (139.5, 79.5), atol=3.0)
     assert body_centre(np.full((20, 20, 20), -1000, np.int16), (1.0, 1.0, 1.0), -500.0) is None
+
+
+def test_values_below_air_outside_the_reconstruction_circle_become_air(tmp_path):
+    """Some scanners store -3024 HU outside the circular field of view; it must not set the clip range."""
+    ph_hu = np.full((300, 300, 40), -1000, np.int16)
+    yy, xx = np.meshgrid(np.arange(300) - 149.5, np.arange(300) - 149.5, indexing="ij")
+    ph_hu[(xx / 120) ** 2 + (yy / 90) ** 2 <= 1] = 40
+    ph_hu[xx**2 + yy**2 > 150**2] = -3024
+    nib.save(nib.Nifti1Image(ph_hu, np.diag([0.8, 0.8, 2.5, 1.0])), tmp_path / "circle.nii.gz")
+    result = prepare_scan(read_nifti(tmp_path / "circle.nii.gz"))
+    assert result.hu_lo >= -1024.0
+    air = result.volume.transpose(2, 1, 0)[:3, :3][result.geometry.inside_source()[:3, :3]]
+    assert air.size > 0 and np.all(air == -1.0)
