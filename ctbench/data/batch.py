@@ -135,6 +135,7 @@ def prepare_case(source: Source, out: Path, protocol: Protocol, previous: dict |
         rec.source_sha256 = file_sha256(source.path)
         prev = CaseRecord.from_dict(previous) if previous else None
         if _is_done(prev, out, rec.source_sha256):
+            prev.source = rec.source  # the same bytes may have moved
             return "skipped", asdict(prev)
         scan = load_checked(source.path, protocol)
         rec.original_shape = list(scan.original_shape)
@@ -214,9 +215,14 @@ def prepare(
 
             pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
             try:
-                futures = [pool.submit(prepare_case, *job) for job in jobs]
+                futures = {pool.submit(prepare_case, *job): job[0] for job in jobs}
                 for fut in as_completed(futures):
-                    finish(*fut.result())
+                    try:
+                        finish(*fut.result())
+                    except Exception as exc:  # the worker died (killed, out of memory): record, go on
+                        lost = futures[fut]
+                        error = f"{lost.path}: worker process failed ({type(exc).__name__}: {exc})"
+                        finish("failed", asdict(CaseRecord(lost.id, str(lost.path), status="failed", error=error)))
             except BaseException:  # Ctrl-C: drop the queue instead of finishing it; finished cases are kept
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise

@@ -157,8 +157,9 @@ def resample(data: np.ndarray, geometry: Geometry, pad_value: float) -> np.ndarr
 
     Returns float32 ``(x, y, z)`` = ``geometry.output_shape``. Tent-kernel anti-aliasing per axis (see
     the module docstring); voxels outside the source are ``pad_value``, and source values below it (the
-    -2048 or -3024 HU some scanners store outside the reconstruction circle) are raised to it. Only the source voxels the
-    kernels touch are converted to float; each axis is one sparse matrix product (single-threaded).
+    -2048 or -3024 HU some scanners store outside the reconstruction circle) are raised to it. Only the
+    source voxels the kernels touch are converted to float; each axis is one sparse matrix product
+    (single-threaded).
     """
     mats = [tent_weights(geometry.positions(a), data.shape[a], geometry.scale[a]) for a in range(3)]
     (_, x0, x1), (_, y0, y1), (_, z0, z1) = mats
