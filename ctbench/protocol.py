@@ -3,7 +3,7 @@
 A protocol is recorded in every manifest and every result record; results made under different
 protocol versions are never compared. Changing any field below means a new version.
 
-Array convention (stated once, tested in ``tests/test_protocol.py``):
+Array convention (stated once, tested in ``tests/data/test_protocol_convention.py``):
 
 * A prepared volume on disk is a NIfTI file in RAS+ orientation, array axes ``(x, y, z)`` =
   ``(W, H, D)`` = ``(128, 128, 64)``; x runs patient left → right, y posterior → anterior,
