@@ -66,3 +66,35 @@ def prepare(src: Path, out: Path, workers: int, protocol_name: str) -> None:
         for rec in result.failed:
             click.echo(f"  {rec.error}", err=True)
         sys.exit(1)
+
+
+@data.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), help="Also write a PNG of the volumes.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), help="Cases shown in the preview (default all).")
+@click.option("--cases", "max_cases", type=click.IntRange(min=1), default=4, show_default=True)
+def info(root: Path, preview: Path | None, split: str | None, max_cases: int) -> None:
+    """Summarise a prepared folder: protocol, manifest hash, cases per split, HU ranges, failures.
+
+    Example: ctbench data info prepared --preview prepared.png
+    """
+    from ctbench.data.prepared import load_manifest
+
+    try:
+        m = load_manifest(root)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    done = m.select(None)
+    click.echo(f"{root}: protocol {m.protocol['name']} {m.protocol['version']}, manifest_sha256 {m.sha256}")
+    click.echo("cases: " + ", ".join(f"{s} {len(m.select(s))}" for s in ("train", "val", "test")))
+    if done:
+        lo = [c.hu_range[0] for c in done]
+        hi = [c.hu_range[1] for c in done]
+        click.echo(f"HU clip range: lo {min(lo):.0f} .. {max(lo):.0f}, hi {min(hi):.0f} .. {max(hi):.0f}")
+    failed = [c for c in m.cases if c.status != "ok"]
+    for c in failed:
+        click.echo(f"{c.status}: {c.error or c.id}")
+    if preview is not None:
+        from ctbench.data.preview import save_preview
+
+        click.echo(f"preview: {save_preview(root, preview, split=split, max_cases=max_cases)}")
