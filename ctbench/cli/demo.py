@@ -1,0 +1,46 @@
+"""``ctbench demo``: the offline end-to-end demo (see :mod:`ctbench.demo`)."""
+
+from __future__ import annotations
+
+import click
+
+from ctbench.demo import DemoOptions
+
+_D = DemoOptions()
+
+
+@click.command()
+@click.option("--out", type=click.Path(file_okay=False), default=_D.out, show_default=True)
+@click.option("--cases", type=click.IntRange(min=10), default=_D.cases, show_default=True, help="Phantoms to make.")
+@click.option("--samples", type=click.IntRange(min=2), default=_D.samples, show_default=True, help="Per generator.")
+@click.option("--seed", type=int, default=_D.seed, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=_D.workers, show_default=True)
+@click.option("--full-size", is_flag=True, help="Full-size phantoms (slower) instead of the quick coarse ones.")
+@click.option("--no-reference", is_flag=True, help="Skip training/evaluating the tiny vqgan-ddpm.")
+def demo(out: str, cases: int, samples: int, seed: int, workers: int, full_size: bool, no_reference: bool) -> None:
+    """Synthesise phantoms, prepare them, evaluate the baselines (+ a tiny reference model), build a leaderboard.
+
+    Offline and on CPU, in a few minutes. Example: ctbench demo --out demo-out
+    """
+    from ctbench.demo import enabling_command, run_demo
+
+    opts = DemoOptions(
+        out=out,
+        cases=cases,
+        samples=samples,
+        seed=seed,
+        workers=workers,
+        full_size=full_size,
+        reference=not no_reference,
+    )
+    result = run_demo(opts, say=click.echo)
+    click.echo("")
+    click.echo(result.leaderboard["markdown"].read_text().split("\nSkipped metrics:")[0].strip())
+    click.echo("")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    for metric, reason in sorted(result.skipped.items()):
+        cmd = enabling_command(reason)
+        click.echo(f"{metric.upper()} skipped: {reason.split(':')[0]}." + (f" Enable it with: {cmd}" if cmd else ""))
+    click.echo(f"\nleaderboard: {result.leaderboard['html'].resolve().as_uri()}")
+    click.echo(f"             {result.leaderboard['markdown']}  {result.leaderboard['csv']}")
