@@ -23,7 +23,9 @@ class ScanError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
-def check_geometry(path: str | os.PathLike, shape: tuple[int, ...], spacing_mm: tuple[float, ...], protocol: Protocol):
+def check_geometry(
+    path: str | os.PathLike, shape: tuple[int, ...], spacing_mm: tuple[float, ...], protocol: Protocol
+) -> None:
     """Refuse non-3D arrays, zero / negative / non-finite / absurd spacing and too-small scans."""
     if len(shape) != 3:
         raise ScanError(path, f"not a 3D image: shape {tuple(shape)}")

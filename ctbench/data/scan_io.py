@@ -8,6 +8,7 @@ the rescale slope / intercept to give HU, and computes slice spacing from positi
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import nibabel as nib
 import numpy as np
 
 from ctbench.data.checks import ScanError
+
+GeometryCheck = Callable[[Path, tuple[int, ...], tuple[float, ...]], None]
+"""``check(path, shape, spacing_mm)``: raises :class:`ScanError` to refuse a scan before its voxels are read."""
 
 
 @dataclass
@@ -93,7 +97,7 @@ def _canonical(path: Path, data: np.ndarray, affine: np.ndarray, spacing: tuple[
     )
 
 
-def _check_affine(path: Path, affine: np.ndarray, header_spacing: tuple[float, ...] | None = None) -> tuple:
+def _check_affine(path: Path, affine: np.ndarray, header_spacing: tuple[float, ...] | None = None) -> tuple[float, ...]:
     """Spacing from the affine (and the header, when it has its own); refuse degenerate affines."""
     spacing = _spacing(affine)
     if header_spacing is not None:
@@ -116,7 +120,7 @@ def _raw_pixdim(path: Path, header_class) -> tuple[float, float, float]:
     return tuple(float(v) for v in raw["pixdim"][1:4])
 
 
-def read_nifti(path: str | os.PathLike, *, check=None) -> Scan:
+def read_nifti(path: str | os.PathLike, *, check: GeometryCheck | None = None) -> Scan:
     """Read a ``.nii`` / ``.nii.gz`` file into RAS+; ``check(path, shape, spacing)`` runs before the data load."""
     path = Path(path)
     try:
@@ -139,7 +143,7 @@ def read_nifti(path: str | os.PathLike, *, check=None) -> Scan:
     return _canonical(path, _to_hu(path, raw, slope, inter), affine, spacing)
 
 
-def read_dicom_series(folder: str | os.PathLike, *, check=None) -> Scan:
+def read_dicom_series(folder: str | os.PathLike, *, check: GeometryCheck | None = None) -> Scan:
     """Read the largest DICOM series in ``folder`` (HU, LPS world) into RAS+."""
     import SimpleITK as sitk
 
@@ -171,7 +175,7 @@ def read_dicom_series(folder: str | os.PathLike, *, check=None) -> Scan:
     return _canonical(folder, data, affine, spacing)
 
 
-def read_scan(path: str | os.PathLike, *, check=None) -> Scan:
+def read_scan(path: str | os.PathLike, *, check: GeometryCheck | None = None) -> Scan:
     """Read a NIfTI file or a DICOM series folder into RAS+ (see :class:`Scan`)."""
     path = Path(path)
     if path.is_dir():
