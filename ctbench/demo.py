@@ -42,6 +42,8 @@ class DemoOptions:
     reference: bool = True
     """Train and evaluate the tiny reference model when its plugin loads."""
     generators: list[str] = field(default_factory=lambda: list(BASELINES))
+    data: str | None = None
+    """An existing prepared folder to use instead of synthesising and preparing phantoms."""
 
 
 @dataclass
@@ -87,22 +89,30 @@ def _train_reference(prepared: Path, run_dir: Path, say) -> Path | None:
 def run_demo(opts: DemoOptions, say=print) -> DemoResult:
     """Run the whole demo into ``opts.out``; ``say`` receives one line per step."""
     from ctbench.data.batch import prepare
+    from ctbench.data.prepared import load_manifest
     from ctbench.data.synth import synthesize
     from ctbench.leaderboard import build
 
     out = Path(opts.out)
-    raw, prepared, results = out / "raw", out / "prepared", out / "results"
+    results = out / "results"
     notes: list[str] = []
-    images = sorted((raw / "images").glob("*.nii*")) if (raw / "images").is_dir() else []
-    if len(images) != opts.cases:
-        say(f"[1/4] synthesising {opts.cases} phantoms (NOT FLARE22 scans) into {raw}")
-        synthesize(raw, opts.cases, opts.seed, small=not opts.full_size)
+    if opts.data:
+        prepared = Path(opts.data)
+        say(f"[1/4] [2/4] using the prepared folder {prepared}")
+        manifest = load_manifest(prepared)
     else:
-        say(f"[1/4] reusing {len(images)} phantoms in {raw}")
-    say(f"[2/4] preparing them under flare22-v1 into {prepared}")
-    result = prepare(raw, prepared, workers=opts.workers)
-    if result.failed:
-        raise RuntimeError(f"{len(result.failed)} phantom(s) failed to prepare: {[r.error for r in result.failed]}")
+        raw, prepared = out / "raw", out / "prepared"
+        images = sorted((raw / "images").glob("*.nii*")) if (raw / "images").is_dir() else []
+        if len(images) != opts.cases:
+            say(f"[1/4] synthesising {opts.cases} phantoms (NOT FLARE22 scans) into {raw}")
+            synthesize(raw, opts.cases, opts.seed, small=not opts.full_size)
+        else:
+            say(f"[1/4] reusing {len(images)} phantoms in {raw}")
+        say(f"[2/4] preparing them under flare22-v1 into {prepared}")
+        result = prepare(raw, prepared, workers=opts.workers)
+        if result.failed:
+            raise RuntimeError(f"{len(result.failed)} phantom(s) failed to prepare: {[r.error for r in result.failed]}")
+        manifest = result.manifest
 
     say(f"[3/4] evaluating {', '.join(opts.generators)}" + (f" and {REFERENCE} (tiny)" if opts.reference else ""))
     runs: list[tuple[str, str | None]] = [(g, None) for g in opts.generators]
@@ -114,7 +124,7 @@ def run_demo(opts: DemoOptions, say=print) -> DemoResult:
             notes.append(f"{REFERENCE} was not evaluated (see above)")
     # the hash split of a small set can leave val or test with one case: compare with the larger of the two
     # held-out splits and let real-holdout draw from the other
-    sizes = {s: len(result.manifest.select(s)) for s in ("val", "test")}
+    sizes = {s: len(manifest.select(s)) for s in ("val", "test")}
     reference = max(sizes, key=lambda s: (sizes[s], s == "test"))
     holdout = "val" if reference == "test" else "test"
     say(f"  reference split {reference!r} ({sizes[reference]} cases), real-holdout from {holdout!r} ({sizes[holdout]})")

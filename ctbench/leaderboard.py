@@ -45,6 +45,13 @@ COLUMN_ORDER = (
 )
 LOWER_IS_BETTER = {"fid_mean", "fid_xy", "fid_xz", "fid_yz", "fvd", "intensity_w1", "memorised", "nn_corr"}
 MISSING = "—"
+UNITS = {"intensity_w1": "HU"}
+
+
+def axis_label(metric: str) -> str:
+    """Plot axis label: the metric, its unit, and which direction is better."""
+    unit = f" ({UNITS[metric]})" if metric in UNITS else ""
+    return f"{metric}{unit}" + (" — lower is better" if metric in LOWER_IS_BETTER else "")
 
 
 @dataclass
@@ -218,11 +225,12 @@ def _md_table(header: list[str], body: list[list[str]]) -> str:
 
 
 def _skipped(group: Group) -> list[str]:
-    out = []
+    """One line per (metric, reason), naming the runs it applies to."""
+    runs: dict[tuple[str, str], list[str]] = {}
     for r in group.rows + group.unverified:
         for name, reason in r.record.get("skipped", {}).items():
-            out.append(f"{r.label}: {name} skipped — {reason.splitlines()[0]}")
-    return out
+            runs.setdefault((name, reason.splitlines()[0]), []).append(r.label)
+    return [f"{name} skipped for {', '.join(labels)}: {reason}" for (name, reason), labels in runs.items()]
 
 
 def to_markdown(groups: list[Group], against: str | None = None) -> str:
@@ -312,7 +320,7 @@ def build(results: str | Path, out: str | Path, against: str | None = None) -> d
             points = [
                 (r.label + ("" if r.verified else " (unverified)"), r.value(metric), r.interval(metric)) for r in rows
             ]
-            interval_plot(points, out / name, metric)
+            interval_plot(points, out / name, axis_label(metric))
             g.plots[metric] = name
         for r in rows:
             montage = r.record.get("artifacts", {}).get("montage")

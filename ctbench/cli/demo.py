@@ -17,7 +17,10 @@ _D = DemoOptions()
 @click.option("--workers", type=click.IntRange(min=1), default=_D.workers, show_default=True)
 @click.option("--full-size", is_flag=True, help="Full-size phantoms (slower) instead of the quick coarse ones.")
 @click.option("--no-reference", is_flag=True, help="Skip training/evaluating the tiny vqgan-ddpm.")
-def demo(out: str, cases: int, samples: int, seed: int, workers: int, full_size: bool, no_reference: bool) -> None:
+@click.option("--data", type=click.Path(exists=True, file_okay=False), help="Use this prepared folder, skip phantoms.")
+def demo(
+    out: str, cases: int, samples: int, seed: int, workers: int, full_size: bool, no_reference: bool, data: str | None
+) -> None:
     """Synthesise phantoms, prepare them, evaluate the baselines (+ a tiny reference model), build a leaderboard.
 
     Offline and on CPU, in a few minutes. Example: ctbench demo --out demo-out
