@@ -40,7 +40,7 @@ class Protocol:
     flip_probability: float
     """Left-right flip probability, training only."""
     min_slices: int
-    """Scans with fewer slices than this are refused as too small."""
+    """Scans with fewer voxels than this along any axis (e.g. 5 slices) are refused as too small."""
     max_spacing_mm: float
     """Scans with any voxel dimension above this are refused as absurd."""
     split_fractions: tuple[float, float, float] = field(default=(0.8, 0.1, 0.1))

@@ -82,3 +82,11 @@ def test_read_volume_names_file_on_bad_input(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), tmp_path / "float.nii.gz")
     with pytest.raises(ValueError, match="float.nii.gz: not a ctbench volume"):
         read_volume(tmp_path / "float.nii.gz")
+
+
+def test_package_exports_resolve_lazily():
+    import ctbench.data as data
+
+    assert data.read_volume is read_volume and callable(data.prepare) and callable(data.synthesize)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        data.nope  # noqa: B018
