@@ -63,7 +63,7 @@ def _squeeze_trailing(path: Path, shape: tuple[int, ...]) -> tuple[int, ...]:
     shape = tuple(int(s) for s in shape)
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
-    if len(shape) < 3 or (len(shape) == 3 and min(shape) == 1 and shape[2] == 1):
+    if len(shape) < 3 or shape[2] == 1:
         raise ScanError(path, f"not a 3D image: shape {shape} is 2D")
     if len(shape) > 3:
         raise ScanError(path, f"not a 3D image: shape {shape} holds {int(np.prod(shape[3:]))} volumes")
@@ -104,10 +104,10 @@ def _check_affine(path: Path, affine: np.ndarray, header_spacing: tuple[float, .
         hs = tuple(float(s) for s in header_spacing[:3])
         if any(not np.isfinite(s) or s <= 0 for s in hs):
             raise ScanError(path, f"invalid voxel spacing {hs} mm in the header pixdim (must be positive)")
-    if any(not np.isfinite(s) or s <= 0 for s in spacing) or not np.isfinite(np.linalg.det(affine[:3, :3])):
+    if any(not np.isfinite(s) or s <= 0 for s in spacing):
         raise ScanError(path, f"invalid voxel spacing {spacing} mm (must be positive)")
-    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise ScanError(path, "degenerate affine (axes are not independent)")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-6 * float(np.prod(spacing)):
+        raise ScanError(path, "degenerate affine: its axes are not independent")
     return spacing
 
 

@@ -43,6 +43,7 @@ EXPECTED = {
     "negspacing_0000.nii.gz": r"invalid voxel spacing .* pixdim",
     "absurdspacing_0000.nii.gz": r"absurd voxel spacing .*> 10.0 mm",
     "fiveslices_0000.nii.gz": r"scan too small: shape \(346, 301, 5\)",
+    "onlyair_0000.nii.gz": r"no body found: no voxel above -500 HU",
 }
 
 
@@ -73,6 +74,7 @@ def bad_dir(tmp_path_factory):
     _with_pixdim(img_dir / "negspacing_0000.nii.gz", nii, 1, -1.0)
     _save(img_dir / "absurdspacing_0000.nii.gz", ph.hu, np.diag([1.0, 1.0, 12.0, 1.0]))
     _save(img_dir / "fiveslices_0000.nii.gz", ph.hu[:, :, :5])
+    _save(img_dir / "onlyair_0000.nii.gz", np.full((64, 64, 20), -1000, np.int16))
     (img_dir / "README.txt").write_text("not a scan; ignored")
     return root
 
@@ -95,8 +97,8 @@ def test_each_bad_file_fails_with_its_reason_and_the_batch_goes_on(bad_dir, tmp_
 def test_cli_prints_failure_summary_and_exits_nonzero(bad_dir, tmp_path):
     r = CliRunner().invoke(main, ["data", "prepare", str(bad_dir), str(tmp_path / "out")])
     assert r.exit_code == 1
-    assert "2 prepared, 0 already done, 11 failed" in r.output
-    assert "11 scan(s) failed:" in r.output and "mr_0000.nii.gz: not a CT scan" in r.output
+    assert f"2 prepared, 0 already done, {len(EXPECTED)} failed" in r.output
+    assert f"{len(EXPECTED)} scan(s) failed:" in r.output and "mr_0000.nii.gz: not a CT scan" in r.output
 
 
 def test_empty_or_missing_source_folder(tmp_path):
