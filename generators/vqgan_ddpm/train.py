@@ -564,6 +564,19 @@ def train(
         raise FileNotFoundError(f"{path}: no checkpoint to {'resume' if resume else 'take the VQGAN from'}")
 
     rt = setup_runtime(config["bf16_on_cuda"])
+    threads = torch.get_num_threads()
+    if rt.device.type == "cpu" and config["cpu_threads"]:
+        torch.set_num_threads(config["cpu_threads"])
+    try:
+        return _run_stages(config, data, out_dir, state, stage, rt, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_stages(
+    config: dict, data: str | os.PathLike | Sequence[torch.Tensor], out_dir: Path, state: dict, stage: str,
+    rt: Runtime, progress: bool,
+) -> TrainResult:
     dataset = open_dataset(data)
     batch_sizes = {"vqgan": config["vqgan"]["train"]["batch_size"], "ddpm": config["ddpm"]["train"]["batch_size"]}
 
@@ -579,4 +592,4 @@ def train(
         models["vqgan"] = _train_vqgan(config, state, batches("vqgan"), out_dir, rt, progress)
     if stage in ("ddpm", "all"):
         models["unet"], models["ema"] = _train_ddpm(config, state, batches("ddpm"), out_dir, rt, progress)
-    return TrainResult(path, models)
+    return TrainResult(out_dir / CHECKPOINT_NAME, models)

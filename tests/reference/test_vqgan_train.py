@@ -127,3 +127,31 @@ def test_batches_are_deterministic_resized_and_split_across_ranks(toy_volumes):
     assert ranks[0].batch(0, g).shape == (2, 1, 4, 8, 8)
     flips = VolumeBatches([torch.arange(4.0).view(1, 1, 1, 4)], 1, (1, 1, 4), flip_probability=1.0)
     assert flips.batch(0, g).flatten().tolist() == [3.0, 2.0, 1.0, 0.0]
+
+
+def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
+    """The exact call the demo makes: tiny.yaml unchanged, both stages, on the synthetic prepared set."""
+    import torch.nn.functional as F
+
+    from ctbench.data.dataset import PreparedDataset
+    from generators.vqgan_ddpm.build import build_vqgan
+    from generators.vqgan_ddpm.plugin import VQGANDDPM
+    from generators.vqgan_ddpm.variants import default_config
+
+    config = VQGANDDPM.resolve_config(None, yaml.safe_load(TINY_YAML.read_text()))
+    checkpoint = VQGANDDPM.train(config, prepared_dir, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "montages").iterdir()) == ["ddpm_0000100.png", "vqgan_0000100.png"]
+
+    gen = VQGANDDPM.load(checkpoint)
+    vols = torch.stack([F.interpolate(v[None], size=(16, 32, 32), mode="trilinear")[0]
+                        for v in PreparedDataset(prepared_dir, "train")])
+    torch.manual_seed(config["seed"])
+    untrained = build_vqgan(config)
+    with torch.no_grad():
+        untrained.train()(vols)  # initialises the codebook from these volumes, as training does
+        before = (untrained.eval()(vols).reconstruction - vols).abs().mean().item()
+        after = (gen.vqgan(vols).reconstruction - vols).abs().mean().item()
+    assert after < 0.3 * before, (before, after)
+    x = check_samples(gen.sample(2, seed=0), 2, "vqgan-ddpm")
+    assert gen.info().config == {**config, "output": gen.info().config["output"]}
+    assert default_config()["data"]["volume_shape"] == [64, 128, 128] and x.shape[2:] == (64, 128, 128)
