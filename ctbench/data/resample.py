@@ -61,7 +61,12 @@ class Geometry:
         return np.asarray(source_affine, dtype=np.float64) @ to_source
 
     def crop_box(self, protocol: Protocol, source_affine: np.ndarray) -> dict:
-        """The crop box as recorded in the manifest: resampled-grid start/shape and RAS mm corners."""
+        """The crop box as recorded in the manifest.
+
+        ``start_resampled_vox`` / ``shape_resampled_vox``: the box in the 0.72 mm grid; ``ras_source_vox_*``:
+        its corners (outer voxel edges) in the source's voxel indices after reorientation to RAS+;
+        ``ras_mm_*``: the same corners in world RAS mm.
+        """
         half = 0.5 * np.asarray(self.scale)
         lo = np.asarray(self.offset) - half
         hi = np.asarray([self.positions(a)[-1] for a in range(3)]) + half
@@ -69,8 +74,8 @@ class Geometry:
         return {
             "start_resampled_vox": [int(s) for s in self.start],
             "shape_resampled_vox": [int(s) for s in protocol.crop_shape],
-            "source_vox_min": [round(float(v), 3) for v in lo],
-            "source_vox_max": [round(float(v), 3) for v in hi],
+            "ras_source_vox_min": [round(float(v), 3) for v in lo],
+            "ras_source_vox_max": [round(float(v), 3) for v in hi],
             "ras_mm_min": [round(float(v), 2) for v in corners.min(axis=1)],
             "ras_mm_max": [round(float(v), 2) for v in corners.max(axis=1)],
         }
