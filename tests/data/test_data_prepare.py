@@ -34,6 +34,10 @@ def test_manifest_records_every_case(prepared_dir, synth_dir):
         assert c.original_orientation == ORIENTATIONS[i % 4]
         assert c.original_spacing_mm == [1.0, 1.0, 5.0] and c.original_shape[2] >= 20
         assert c.crop_box["shape_resampled_vox"] == [320, 320, 160]
+        extent = np.subtract(c.crop_box["ras_mm_max"], c.crop_box["ras_mm_min"])
+        np.testing.assert_allclose(extent, (230.4, 230.4, 400.0), atol=0.02)  # 320 x 0.72, 160 x 2.5 mm
+        centre_mm = (np.add(c.crop_box["ras_mm_max"], c.crop_box["ras_mm_min"])) / 2
+        assert np.abs(centre_mm[:2]).max() < 25  # phantoms are built around the world origin in-plane
         assert -1030 < c.hu_lo < -900 and 300 < c.hu_hi < 1200
         assert read_hu_range(prepared_dir / c.output) == pytest.approx((c.hu_lo, c.hu_hi), abs=1e-3)
     assert sorted(p.name for p in (prepared_dir / "volumes").iterdir()) == [f"{c.id}.nii.gz" for c in m.cases]
