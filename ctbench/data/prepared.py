@@ -117,6 +117,9 @@ def _load(path: Path) -> nib.Nifti1Image:
         raise ValueError(f"{path}: cannot read NIfTI ({exc})") from exc
     if img.ndim != 3 or img.get_data_dtype() != np.int16:
         raise ValueError(f"{path}: not a ctbench volume (want 3D int16, got {img.ndim}D {img.get_data_dtype()})")
+    codes = "".join(nib.aff2axcodes(img.affine))
+    if codes != "RAS":
+        raise ValueError(f"{path}: not a ctbench volume (array axes are {codes}, want RAS)")
     return img
 
 

@@ -82,6 +82,9 @@ def test_read_volume_names_file_on_bad_input(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), tmp_path / "float.nii.gz")
     with pytest.raises(ValueError, match="float.nii.gz: not a ctbench volume"):
         read_volume(tmp_path / "float.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.diag([-1.8, -1.8, 6.25, 1])), tmp_path / "lps.nii.gz")
+    with pytest.raises(ValueError, match="lps.nii.gz: .*axes are LPS, want RAS"):
+        read_volume(tmp_path / "lps.nii.gz")
 
 
 def test_package_exports_resolve_lazily():
