@@ -93,6 +93,8 @@ def write_volume(
     q = np.rint(np.clip(v.astype(np.float32), -1.0, 1.0) * Q_MAX).astype(np.int16)
     ras = np.ascontiguousarray(q.transpose(2, 1, 0))
     img = nib.Nifti1Image(ras, default_affine(protocol) if affine is None else np.asarray(affine, dtype=np.float64))
+    if "".join(nib.aff2axcodes(img.affine)) != "RAS":
+        raise ValueError(f"{path}: affine must keep RAS+ axis order, got {''.join(nib.aff2axcodes(img.affine))}")
     lo, hi = (-1.0, 1.0) if hu_range is None else (float(hu_range[0]), float(hu_range[1]))
     if not hi > lo:
         raise ValueError(f"{path}: HU range must have hi > lo, got ({lo}, {hi})")

@@ -66,6 +66,8 @@ def test_write_refuses_nan_and_bad_shape(tmp_path):
         write_volume(tmp_path / "v.nii.gz", vol)
     with pytest.raises(ValueError, match=r"\(D, H, W\)"):
         write_volume(tmp_path / "v.nii.gz", np.zeros((2, 64, 128, 128)))
+    with pytest.raises(ValueError, match="must keep RAS"):
+        write_volume(tmp_path / "v.nii.gz", np.zeros((64, 128, 128)), affine=np.diag([-1.8, 1.8, 6.25, 1]))
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
