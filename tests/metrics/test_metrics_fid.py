@@ -1,0 +1,139 @@
+"""Tri-planar FID end to end with random InceptionV3 weights (few slices per plane: ``slice_step``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ctbench.cli import main
+from ctbench.metrics import get_metric
+from ctbench.metrics.base import MetricValue
+from ctbench.stats import FeatureSetStats
+
+STEP = 16  # 4 + 8 + 8 slices per volume instead of 64 + 128 + 128
+
+
+@pytest.fixture
+def fid(installed_inception):
+    return get_metric("fid", groups=2, slice_step=STEP)
+
+
+def _accumulate(metric, batches):
+    acc = metric.accumulator(unverified_ok=True, batch_size=16)
+    for vols, idx in batches:
+        acc.update(vols, indices=idx)
+    return acc.result()
+
+
+def test_registry_and_keys():
+    from ctbench.metrics import list_metrics
+
+    assert list_metrics() == ["fid", "fvd"]
+    m = get_metric("fid")
+    assert m.keys == ("fid_xy", "fid_xz", "fid_yz", "fid_mean") and m.version == "1"
+    with pytest.raises(KeyError, match="known: fid, fvd"):
+        get_metric("kid")
+
+
+def test_unverified_weights_need_the_override(fid):
+    from ctbench.metrics import MetricUnavailable
+
+    with pytest.raises(MetricUnavailable, match="unverified"):
+        fid.accumulator()
+
+
+def test_sharded_statistics_equal_single_pass_and_score(fid, volumes):
+    whole = _accumulate(fid, [(volumes, [0, 1, 2])])
+    shard_a = _accumulate(fid, [(volumes[2:], [2])])
+    shard_b = _accumulate(fid, [(volumes[:1], [0]), (volumes[1:2], [1])])
+    merged = shard_b.merge(shard_a)
+    assert merged.n_volumes == whole.n_volumes == 3
+    for plane, n_slices in (("xy", 4), ("xz", 8), ("yz", 8)):
+        w, m = whole.streams[plane], merged.streams[plane]
+        assert w.total().count == 3 * n_slices and [g.count for g in w.groups] == [2 * n_slices, n_slices]
+        for a, b in zip(w.groups, m.groups, strict=True):
+            assert a.count == b.count
+            np.testing.assert_allclose(b.outer, a.outer, rtol=1e-5, atol=1e-6 * np.abs(a.outer).max())
+
+    # the Fréchet distance of a set to itself is 0 (one plane; each 2048-d distance costs about a second)
+    from ctbench.metrics.frechet import frechet_distance
+
+    w, m = whole.streams["xz"].total(), merged.streams["xz"].total()
+    assert frechet_distance(w.mean, w.cov, m.mean, m.cov) < 1e-6 * np.trace(w.cov)
+
+    # against a different set: positive on every plane, each value with N and a jackknife interval
+    other = _accumulate(fid, [(-volumes.flip(2), [0, 1, 2])])
+    with pytest.warns(UserWarning, match="only 12 samples for 2048-d"):  # N < 2048 here, by design
+        diff = fid.score(other, whole)
+    assert set(diff) == set(fid.keys)
+    for key in fid.keys:
+        v: MetricValue = diff[key]
+        assert v.value > 0
+        assert v.verified is False and v.extractor == "inception-v3-compat" and len(v.weights_sha256) == 64
+        assert v.interval is not None and v.interval[0] <= v.value <= v.interval[1]
+        assert v.interval_method.startswith("grouped jackknife") and "not comparable" in v.note
+        assert MetricValue.from_dict(v.to_dict()) == v
+    assert diff["fid_xy"].n == 12 and diff["fid_xz"].n == 24 and diff["fid_mean"].n == 3
+    mean = np.mean([diff[k].value for k in ("fid_xy", "fid_xz", "fid_yz")])
+    assert diff["fid_mean"].value == pytest.approx(mean)
+
+
+def test_score_refuses_statistics_of_different_provenance(fid, volumes, installed_inception):
+    a = _accumulate(fid, [(volumes[:1], [0])])
+    b = _accumulate(get_metric("fid", groups=2, slice_step=64), [(volumes[:1], [0])])
+    with pytest.raises(ValueError, match="differ in options"):
+        fid.score(a, b)
+
+
+def test_bad_volume_shape_is_refused(fid):
+    acc = fid.accumulator(unverified_ok=True)
+    with pytest.raises(ValueError, match=r"\(N, 1, D, H, W\)"):
+        acc.update(torch.zeros(2, 64, 128, 128))
+
+
+def test_reference_is_cached_by_content(prepared_dir, installed_inception, monkeypatch, tmp_path):
+    from ctbench.data.prepared import load_manifest
+
+    fid = get_metric("fid", groups=2, slice_step=32)
+    n_test = len(load_manifest(prepared_dir).select("test"))
+    ref = fid.reference(prepared_dir, "test", unverified_ok=True)
+    assert ref.n_volumes == n_test and ref.streams["xy"].total().count == 2 * n_test
+    fields = ref.provenance["cache_fields"]
+    assert fields["manifest_sha256"] == load_manifest(prepared_dir).sha256 and fields["split"] == "test"
+
+    # second call: served from the cache, the network is never built
+    def boom(*a, **k):
+        raise AssertionError("recomputed despite a cache hit")
+
+    monkeypatch.setattr(type(fid), "build_extractor", boom)
+    again = fid.reference(prepared_dir, "test", unverified_ok=True)
+    np.testing.assert_array_equal(again.streams["yz"].groups[0].outer, ref.streams["yz"].groups[0].outer)
+    # a different option is a different key: recomputation is attempted
+    with pytest.raises(AssertionError, match="recomputed"):
+        get_metric("fid", slice_step=64).reference(prepared_dir, "test", unverified_ok=True)
+    with pytest.raises(AssertionError, match="recomputed"):
+        fid.reference(prepared_dir, "val", unverified_ok=True)
+
+
+def test_cli_stats_export_and_import(prepared_dir, installed_inception, tmp_path, monkeypatch, private_cache):
+    from ctbench.metrics.fid import TriPlanarFID
+
+    monkeypatch.setattr(TriPlanarFID, "__init__", lambda self, **k: super(TriPlanarFID, self).__init__(2) or setattr(
+        self, "slice_step", 32) or setattr(self, "compile", False) or setattr(self, "bf16", False))
+    runner = CliRunner()
+    res = runner.invoke(main, ["stats", str(prepared_dir), "--metric", "fid", "--export", str(tmp_path)])
+    assert res.exit_code == 1 and "--unverified-weights" in res.output
+    res = runner.invoke(
+        main, ["stats", str(prepared_dir), "--metric", "fid", "--unverified-weights", "--export", str(tmp_path)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "UNVERIFIED" in res.output and (tmp_path / "fid-test.npz").is_file()
+    exported = FeatureSetStats.load(tmp_path / "fid-test.npz")
+    for f in (private_cache / "stats").rglob("*.np*"):
+        f.unlink()
+    res = runner.invoke(main, ["stats", "--import", str(tmp_path / "fid-test.npz")])
+    assert res.exit_code == 0, res.output
+    cached = list((private_cache / "stats" / "fid").glob("*.npz"))
+    assert len(cached) == 1 and FeatureSetStats.load(cached[0]).provenance == exported.provenance
