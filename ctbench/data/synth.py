@@ -15,6 +15,7 @@ FLARE22 label ids: 1 liver, 2 right kidney, 3 spleen, 5 aorta, 6 IVC, 11 stomach
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +25,16 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from ctbench.data.atomic import atomic_path
+from ctbench.data.atomic import atomic_path, write_text_atomic
 
 LABELS = {"liver": 1, "right_kidney": 2, "spleen": 3, "aorta": 5, "ivc": 6, "stomach": 11, "left_kidney": 13}
 """FLARE22 label ids of the organs the phantom draws."""
 ORIENTATIONS = ("RAS", "LPS", "RAI", "LPI")
 """Stored axis codes: RAS / LPS head-first, RAI / LPI feet-first (slice order inferior ← superior)."""
 SLICE_SPACINGS_MM = (0.625, 1.0, 1.25, 2.0, 2.5, 3.0, 5.0)
+PHANTOM_VERSION = 1
+"""Bump when the phantom drawing changes, so a resumed ``synthesize`` never mixes old and new phantoms."""
+SYNTH_RECORD = "synth.json"
 
 
 @dataclass(frozen=True)
@@ -188,29 +192,46 @@ def synthesize(
 ) -> list[Path]:
     """Write ``n`` phantoms to ``out_dir/images`` (+ label maps in ``out_dir/labels``); returns image paths.
 
-    Case ``i`` (1-based file numbers) is ``phantom(seed * 100003 + i, small=small)``, stored in
+    File ``Case_{k:05d}`` (k = i + 1) is ``phantom(seed * 100003 + i, small=small)``, stored in
     ``orientations[i % len(orientations)]`` when given, else in an orientation drawn from its seed.
-    Files are written atomically; existing ones are overwritten.
+    Files are written atomically. ``out_dir/synth.json`` records the settings and the finished cases, so
+    a rerun with the same settings skips those (resume); other settings redo every case.
     """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
+    settings = {
+        "seed": int(seed),
+        "small": bool(small),
+        "orientations": list(orientations) if orientations else None,
+        "phantom_version": PHANTOM_VERSION,
+    }
+    record = out / SYNTH_RECORD
+    done: list[str] = []
+    if record.is_file():
+        previous = json.loads(record.read_text(encoding="utf-8"))
+        done = previous.get("done", []) if previous.get("settings") == settings else []
     paths = []
     for i in tqdm(range(n), desc="synth", unit="scan", disable=not progress):
+        name = f"Case_{i + 1:05d}"
+        files = {"images": out / "images" / f"{name}_0000.nii.gz", "labels": out / "labels" / f"{name}.nii.gz"}
+        paths.append(files["images"])
+        if name in done and all(f.is_file() for f in files.values()):
+            continue
         case_seed = int(seed) * 100003 + i
         ph = phantom(case_seed, small=small)
         if orientations:
             codes = orientations[i % len(orientations)]
         else:
             codes = ORIENTATIONS[int(np.random.default_rng([case_seed, 0x0A]).integers(len(ORIENTATIONS)))]
-        name = f"Case_{i + 1:05d}"
-        for arr, sub, fname in ((ph.hu, "images", f"{name}_0000.nii.gz"), (ph.labels, "labels", f"{name}.nii.gz")):
+        for arr, sub in ((ph.hu, "images"), (ph.labels, "labels")):
             data, aff = reorient(arr, ph.affine, codes)
             img = nib.Nifti1Image(data, aff)
             img.header.set_xyzt_units("mm")
             img.set_qform(aff, code=1)
             img.set_sform(aff, code=1)
-            with atomic_path(out / sub / fname) as tmp:
+            with atomic_path(files[sub]) as tmp:
                 nib.save(img, tmp)
-        paths.append(out / "images" / f"{name}_0000.nii.gz")
+        done = sorted({*done, name})
+        write_text_atomic(record, json.dumps({"settings": settings, "done": done}, indent=1) + "\n")
     return paths

@@ -5,6 +5,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
+from ctbench.data import synth
 from ctbench.data.synth import LABELS, ORIENTATIONS, SLICE_SPACINGS_MM, _anatomy, phantom, sample_grid
 
 
@@ -65,3 +66,19 @@ def test_grid_and_body_ranges_over_many_seeds():
         (sdxy, sdz), (_, _, snz) = sample_grid(rng, a, b, small=True)
         assert (sdxy, sdz) == (1.0, 5.0) and 20 <= snz <= 32
     assert seen_dz == set(SLICE_SPACINGS_MM)
+
+
+def test_synthesize_resumes_and_redoes_on_new_settings(tmp_path, monkeypatch):
+    synth.synthesize(tmp_path, 2, 7, small=True, progress=False)
+    first = (tmp_path / "images" / "Case_00002_0000.nii.gz").read_bytes()
+    calls = []
+    real = synth.phantom
+    monkeypatch.setattr(synth, "phantom", lambda seed, **kw: calls.append(seed) or real(seed, **kw))
+    (tmp_path / "labels" / "Case_00001.nii.gz").unlink()  # an unfinished case
+    paths = synth.synthesize(tmp_path, 3, 7, small=True, progress=False)
+    assert calls == [7 * 100003 + 0, 7 * 100003 + 2]  # case 2 was finished: skipped
+    assert [p.name for p in paths] == [f"Case_0000{k}_0000.nii.gz" for k in (1, 2, 3)]
+    assert (tmp_path / "images" / "Case_00002_0000.nii.gz").read_bytes() == first
+    calls.clear()
+    synth.synthesize(tmp_path, 2, 8, small=True, progress=False)  # another seed: everything again
+    assert calls == [8 * 100003, 8 * 100003 + 1]
