@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
 from ctbench.extractors.slicing import axial_frames, quantise_uint8
 from ctbench.metrics.base import MetricUnavailable
@@ -28,8 +29,14 @@ PREPROCESSING = (
 
 
 def import_tensorflow() -> tuple[Any, Any]:
-    """Import TensorFlow and tensorflow_hub (``MetricUnavailable`` if missing); enable GPU memory growth."""
+    """Import TensorFlow and tensorflow_hub (``MetricUnavailable`` if missing); enable GPU memory growth.
+
+    torch's native extras (triton, pulled in by torchvision) crash the process when first loaded after
+    TensorFlow, so torchvision is imported before TensorFlow here (torch_fidelity, imported above, does so).
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import torchvision  # noqa: F401  (load order: see above)
+
     try:
         import tensorflow as tf
         import tensorflow_hub as hub
@@ -47,8 +54,6 @@ def import_tensorflow() -> tuple[Any, Any]:
 
 def preprocess_videos(volumes: torch.Tensor) -> torch.Tensor:
     """Volumes ``(N, 1, D, H, W)`` in [-1, 1] → videos ``(N, D, 224, 224, 3)`` float32 in [-1, 1] (NDHWC)."""
-    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
-
     frames = axial_frames(quantise_uint8(volumes))  # (N, D, H, W) uint8
     n, d, h, w = frames.shape
     x = frames.reshape(n * d, 1, h, w).float()

@@ -54,8 +54,9 @@ def make_i3d_standin(path: Path, seed: int = 0) -> Path:
     Per frame it pools 4×4 blocks of the frame, applies a random linear map and a ReLU, then averages over
     time, so it is nonlinear, sensitive to spatial content and to every input channel.
     """
-    import tensorflow as tf
+    from ctbench.extractors.i3d import import_tensorflow
 
+    tf = import_tensorflow()[0]  # imports torchvision first: the other order crashes
     rng = np.random.default_rng(seed)
     w = tf.constant(rng.normal(size=(3 * 56 * 56 // 16, 400)).astype(np.float32) * 0.05)
 
