@@ -73,3 +73,16 @@ def test_refuses_other_protocol_and_bad_split(prepared_dir):
         cases(prepared_dir, "training")
     with pytest.raises(FileNotFoundError, match="no manifest"):
         PreparedDataset(prepared_dir / "volumes")
+
+
+def test_flips_in_dataloader_workers_follow_the_main_seed(prepared_dir):
+    ds = PreparedDataset(prepared_dir, "train", augment=True)
+    refs = [plain.numpy() for plain in PreparedDataset(prepared_dir, "train")]
+
+    def flips(seed: int) -> list[bool]:
+        torch.manual_seed(seed)
+        loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, multiprocessing_context="fork")
+        return [not np.array_equal(x[0].numpy(), ref) for x, ref in zip(loader, refs, strict=True)]
+
+    assert flips(5) == flips(5)  # same main-process seed, same flips in the workers
+    assert flips(5) != flips(4) and any(flips(5)) and not all(flips(5))
