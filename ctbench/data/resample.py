@@ -12,7 +12,7 @@ plain linear interpolation when upsampling, and a tent ``r`` voxels wide when sh
 anti-aliasing filter of PIL's and torch's ``antialias=True`` bilinear resize): every source voxel
 contributes, so detail finer than the output grid is averaged away instead of folding back as moiré.
 Source voxels outside the scan count as air (``pad_value_hu``), which is the protocol's air padding.
-The kernel is separable, so the step is three small matrix products.
+The kernel is separable, so the step is three sparse matrix products.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ class Geometry:
     """
 
     source_shape: tuple[int, int, int]
-    source_spacing_mm: tuple[float, float, float]
     start: tuple[int, int, int]
     scale: tuple[float, float, float]
     offset: tuple[float, float, float]
@@ -119,7 +118,6 @@ def plan_geometry(
         offset.append(s_res * (st + (f - 1.0) / 2.0) / s_src)
     return Geometry(
         source_shape=tuple(int(s) for s in shape),
-        source_spacing_mm=tuple(float(s) for s in spacing_mm),
         start=tuple(start),
         scale=tuple(scale),
         offset=tuple(offset),
