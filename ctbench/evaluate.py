@@ -79,6 +79,9 @@ class EvalOptions:
     montage_volumes: int = 4
     force: bool = False
     """Evaluate again even when a record with the same run id exists."""
+    metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Constructor options per feature metric, e.g. ``{"fid": {"slice_step": 8}}`` (Python API; tests). Part of
+    the run id; a metric that says its result is not comparable (FID with slice_step > 1) says so in its note."""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -162,13 +165,17 @@ def plan_metrics(opts: EvalOptions) -> tuple[list[str], dict[str, str]]:
     for name in requested:
         if name not in ALL_METRICS:
             raise UnknownNameError(name, list(ALL_METRICS), kind="metric")
+    if "fvd" in requested:
+        # triton (via torch._dynamo, which torchvision imports) segfaults when loaded after TensorFlow's LLVM
+        # symbols; loading it first makes any later import order safe
+        import torch._dynamo  # noqa: F401
     run, skipped = [], {}
     for name in requested:
         if name in FEATURE_METRICS:
             from ctbench.metrics import get_metric
 
             try:
-                get_metric(name).check_ready(unverified_ok=opts.unverified_weights)
+                get_metric(name, **opts.metric_options.get(name, {})).check_ready(unverified_ok=opts.unverified_weights)
             except MetricUnavailable as exc:
                 if opts.metrics:
                     raise EvaluationError(f"metric {name!r} was requested but cannot run: {exc}") from exc
@@ -280,6 +287,7 @@ def run_id_for(opts: EvalOptions, generator_block: dict[str, Any], manifest_sha:
         "n": opts.n,
         "seed": opts.seed,
         "metrics": sorted(metrics),
+        "metric_options": opts.metric_options,
     }
     label = generator_block["name"] + (
         "" if generator_block["variant"] == "default" else "@" + generator_block["variant"]
@@ -315,7 +323,7 @@ def evaluate(opts: EvalOptions, argv: list[str] | None = None) -> Path | None:
 
     from ctbench.metrics import get_metric
 
-    feature = {m: get_metric(m) for m in metrics if m in FEATURE_METRICS}
+    feature = {m: get_metric(m, **opts.metric_options.get(m, {})) for m in metrics if m in FEATURE_METRICS}
     accs = {
         m: fm.accumulator(device=opts.device, batch_size=None, unverified_ok=opts.unverified_weights)
         for m, fm in feature.items()
