@@ -23,6 +23,7 @@ from ctbench.data.prepared import (
     Manifest,
     file_sha256,
     load_manifest,
+    volume_sha256,
     write_volume,
 )
 from ctbench.data.scan_io import dicom_series_files, is_nifti
@@ -121,8 +122,10 @@ def _check_writable(out: Path) -> None:
 def _is_done(prev: CaseRecord | None, out: Path, source_sha: str) -> bool:
     if prev is None or prev.status != "ok" or prev.source_sha256 != source_sha or not prev.output:
         return False
-    vol = out / prev.output
-    return vol.is_file() and file_sha256(vol) == prev.output_sha256
+    try:
+        return volume_sha256(out / prev.output) == prev.volume_sha256
+    except (OSError, ValueError):  # missing or damaged output: do it again
+        return False
 
 
 def prepare_case(source: Source, out: Path, protocol: Protocol, previous: dict | None) -> tuple[str, dict]:
@@ -144,7 +147,7 @@ def prepare_case(source: Source, out: Path, protocol: Protocol, previous: dict |
         result = prepare_scan(scan, protocol)
         rel = f"{VOLUMES_DIR}/{source.id}.nii.gz"
         write_volume(out / rel, result.volume, (result.hu_lo, result.hu_hi), result.affine, protocol)
-        rec.output, rec.output_sha256 = rel, file_sha256(out / rel)
+        rec.output, rec.volume_sha256 = rel, volume_sha256(out / rel)
         rec.crop_box, rec.hu_lo, rec.hu_hi = result.crop_box, result.hu_lo, result.hu_hi
         rec.status = "ok"
         return "prepared", asdict(rec)

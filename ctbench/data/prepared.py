@@ -9,9 +9,10 @@ Hounsfield units, so 3D Slicer or ITK-SNAP show HU, while :func:`read_volume` re
 most 1/65534, i.e. < 0.1 HU for any clip range under 6000 HU).
 
 The manifest (JSON) records the protocol and one row per case: id, source path and sha256, original
-shape / spacing / orientation, crop box, HU (lo, hi), output file and its sha256, split, status, error.
-:func:`manifest_sha256` hashes only what determines the prepared data (protocol, and for each finished
-case its id, split, source hash, output hash and HU range), so moving the folder keeps the hash.
+shape / spacing / orientation, crop box, HU (lo, hi), output file and its content hash, split, status,
+error. :func:`manifest_sha256` hashes only what determines the prepared data (protocol, and for each
+finished case its id, split, source hash, volume content hash and HU range), so moving the folder, or
+recompressing it, keeps the hash.
 """
 
 from __future__ import annotations
@@ -157,6 +158,25 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def volume_sha256(path: str | os.PathLike) -> str:
+    """Content hash (hex) of a volume file: its int16 voxels, shape, affine and HU scaling.
+
+    Unlike the file's bytes it does not change with the gzip build or compression level, so the same
+    prepared data hash the same on every machine.
+    """
+    path = Path(path)
+    img = _load(path)
+    try:
+        q = np.ascontiguousarray(np.asarray(img.dataobj.get_unscaled()), dtype="<i2")
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read voxel data ({exc})") from exc
+    h = hashlib.sha256(f"ctbench-volume:{q.shape}".encode())
+    h.update(q.tobytes())
+    h.update((np.round(np.asarray(img.affine, dtype=np.float64), 6) + 0.0).astype("<f8").tobytes())
+    h.update(np.array([img.dataobj.slope, img.dataobj.inter], dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
 # ------------------------------------------------------------------------------------------ manifest
 
 
@@ -172,7 +192,8 @@ class CaseRecord:
     split: str | None = None
     source_sha256: str | None = None
     output: str | None = None
-    output_sha256: str | None = None
+    volume_sha256: str | None = None
+    """:func:`volume_sha256` of the output: voxels, affine and scaling, not the gzip bytes."""
     original_shape: list[int] | None = None
     original_spacing_mm: list[float] | None = None
     original_orientation: str | None = None
@@ -235,7 +256,7 @@ class Manifest:
         done = sorted((c for c in self.cases if c.status == "ok"), key=lambda c: c.id)
         content = {
             "protocol": self.protocol,
-            "cases": [[c.id, c.split, c.source_sha256, c.output_sha256, c.hu_lo, c.hu_hi] for c in done],
+            "cases": [[c.id, c.split, c.source_sha256, c.volume_sha256, c.hu_lo, c.hu_hi] for c in done],
         }
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 

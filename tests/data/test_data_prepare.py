@@ -14,7 +14,16 @@ from ctbench.cli import main
 from ctbench.data import batch
 from ctbench.data.batch import prepare
 from ctbench.data.pipeline import load_checked, prepare_scan
-from ctbench.data.prepared import cases, file_sha256, load_manifest, manifest_sha256, read_hu_range, read_volume, to_hu
+from ctbench.data.prepared import (
+    cases,
+    file_sha256,
+    load_manifest,
+    manifest_sha256,
+    read_hu_range,
+    read_volume,
+    to_hu,
+    volume_sha256,
+)
 from ctbench.data.resample import resample_labels
 from ctbench.data.scan_io import read_nifti
 from ctbench.data.synth import LABELS, ORIENTATIONS, phantom, reorient
@@ -30,7 +39,7 @@ def test_manifest_records_every_case(prepared_dir, synth_dir):
     for i, c in enumerate(m.cases):
         assert c.status == "ok" and c.error is None and c.id == f"Case_{i + 1:05d}"
         assert c.source_sha256 == file_sha256(synth_dir / "images" / f"{c.id}_0000.nii.gz")
-        assert c.output_sha256 == file_sha256(prepared_dir / c.output)
+        assert c.volume_sha256 == volume_sha256(prepared_dir / c.output)
         assert c.original_orientation == ORIENTATIONS[i % 4]
         assert c.original_spacing_mm == [1.0, 1.0, 5.0] and c.original_shape[2] >= 20
         assert c.crop_box["shape_resampled_vox"] == [320, 320, 160]
@@ -97,7 +106,8 @@ def test_parallel_rerun_is_byte_identical(prepared_dir, synth_dir, tmp_path):
     assert len(result.prepared) == 8 and not result.failed
     assert manifest_sha256(tmp_path / "p2") == manifest_sha256(prepared_dir)
     for a, b in zip(load_manifest(prepared_dir).cases, load_manifest(tmp_path / "p2").cases, strict=True):
-        assert (a.id, a.split, a.output_sha256) == (b.id, b.split, b.output_sha256)
+        assert (a.id, a.split, a.volume_sha256) == (b.id, b.split, b.volume_sha256)
+        assert file_sha256(prepared_dir / a.output) == file_sha256(tmp_path / "p2" / b.output)  # same bytes too
 
 
 def test_resume_after_interruption_and_changed_sources(prepared_dir, synth_dir, tmp_path, monkeypatch):

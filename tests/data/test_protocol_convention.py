@@ -95,3 +95,22 @@ def test_package_exports_resolve_lazily():
     assert data.read_volume is read_volume and callable(data.prepare) and callable(data.synthesize)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         data.nope  # noqa: B018
+
+
+def test_volume_hash_follows_content_not_compression(tmp_path):
+    from ctbench.data.prepared import file_sha256, volume_sha256
+
+    vol = _ramp_volume()
+    a = write_volume(tmp_path / "a.nii.gz", vol, hu_range=(-1000.0, 1000.0))
+    img = nib.load(a)
+    b = tmp_path / "b.nii"  # the same image stored uncompressed
+    copy = nib.Nifti1Image(np.asarray(img.dataobj.get_unscaled()), img.affine)
+    copy.header.set_slope_inter(img.dataobj.slope, img.dataobj.inter)  # nibabel resets scaling on creation
+    nib.save(copy, b)
+    assert file_sha256(a) != file_sha256(b)
+    assert volume_sha256(a) == volume_sha256(b)
+    vol[10, 20, 30] += 0.01
+    assert volume_sha256(write_volume(tmp_path / "c.nii.gz", vol, hu_range=(-1000.0, 1000.0))) != volume_sha256(a)
+    assert volume_sha256(write_volume(tmp_path / "d.nii.gz", _ramp_volume(), hu_range=(-1000.0, 999.0))) != (
+        volume_sha256(a)
+    )
