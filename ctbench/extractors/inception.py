@@ -1,9 +1,12 @@
 """InceptionV3 pool3 features (2048-d) of 8-bit grey slices, exactly as torch-fidelity computes them.
 
 The network, its weights format and its TensorFlow-1-exact bilinear resize are torch-fidelity's
-(``FeatureExtractorInceptionV3``), loaded from a local weights file; this module only feeds it: grey uint8
-slices repeated to 3 channels, in batches, on the chosen device, optionally compiled (``torch.compile``),
-channels-last, or under bf16 autocast (CUDA speed options; fp32 is the reference).
+(``FeatureExtractorInceptionV3``), loaded from a local weights file. One change of order, not of result:
+torch-fidelity repeats grey to RGB first and resizes three identical channels; here the one grey channel is
+resized, normalised ``(x - 128) / 128`` and then repeated, and the network runs from its first convolution
+to pool3 (torch-fidelity's own layers, in its order). The features are bit-identical (tested) and the resize
+costs a third. Batches run on the chosen device, optionally compiled (``torch.compile``), channels-last, or
+under bf16 autocast (CUDA speed options; fp32 is the reference).
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
+INPUT_SIZE = 299
 PREPROCESSING = (
     "uint8=clamp(round((v+1)*127.5),0,255); grey->RGB by repetition; "
     "TF1 bilinear resize to 299x299 (align_corners=False, torch-fidelity); (x-128)/128; pool3 2048-d"
@@ -22,6 +28,26 @@ PREPROCESSING = (
 def default_batch_size(device: torch.device) -> int:
     """Slices per forward pass: 32 on CPU, 256 on CUDA (about 10 GiB in fp32)."""
     return 256 if device.type == "cuda" else 32
+
+
+class Pool3(nn.Module):
+    """torch-fidelity's InceptionV3 layers from the normalised ``(B, 3, 299, 299)`` input to pool3 ``(B, 2048)``."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        # registration order is forward order in torch-fidelity's module; fc (logits) is not needed for FID
+        self.layers = nn.Sequential(*[m for name, m in net.named_children() if name != "fc"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.layers(x), 1)
+
+
+def preprocess(images_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 grey ``(B, 1, h, w)`` → ``(B, 3, 299, 299)`` float32 network input: TF1 resize, ``(x - 128) / 128``."""
+    x = interpolate_bilinear_2d_like_tensorflow1x(
+        images_u8.float(), size=(INPUT_SIZE, INPUT_SIZE), align_corners=False
+    )
+    return ((x - 128) / 128).expand(-1, 3, -1, -1)
 
 
 class InceptionFeatures:
@@ -52,11 +78,11 @@ class InceptionFeatures:
             net = FeatureExtractorInceptionV3(self.name, ["2048"], feature_extractor_weights_path=str(weights_path))
         except (RuntimeError, KeyError, OSError) as exc:
             raise ValueError(f"{weights_path}: not usable as InceptionV3 FID weights ({exc})") from exc
-        net = net.to(self.device)
+        self.net = Pool3(net).to(self.device)
+        self.channels_last = channels_last
         if channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        self.net = net
-        self._forward = torch.compile(net) if compile else net
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self._forward = torch.compile(self.net) if compile else self.net
 
     @torch.inference_mode()
     def __call__(self, images_u8: torch.Tensor) -> torch.Tensor:
@@ -64,9 +90,11 @@ class InceptionFeatures:
             raise ValueError(f"expected uint8 (M, 1, h, w) slices, got {images_u8.dtype} {tuple(images_u8.shape)}")
         out = []
         for chunk in images_u8.split(self.batch_size):
-            x = chunk.to(self.device, non_blocking=True).expand(-1, 3, -1, -1)
+            x = preprocess(chunk.to(self.device, non_blocking=True))
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                (features,) = self._forward(x)
+                features = self._forward(x)
             out.append(features.float().cpu())
         if not out:
             return torch.zeros(0, self.dim)
