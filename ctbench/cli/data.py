@@ -7,6 +7,11 @@ from pathlib import Path
 
 import click
 
+from ctbench.data.batch import DEFAULT_WORKERS, PrepareError
+from ctbench.data.batch import prepare as run_prepare
+from ctbench.data.prepared import load_manifest
+from ctbench.data.preview import save_preview
+from ctbench.data.synth import DEFAULT_N, DEFAULT_SEED, synthesize
 from ctbench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol
 
 
@@ -17,16 +22,14 @@ def data() -> None:
 
 @data.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--n", "n", type=click.IntRange(min=1), default=8, show_default=True, help="Number of phantoms.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same phantoms.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=DEFAULT_N, show_default=True, help="Number of phantoms.")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Same seed, same phantoms.")
 @click.option("--small", is_flag=True, help="Coarse, short scans (1 mm, 20-32 slices of 5 mm) for quick tests.")
 def synth(out: Path, n: int, seed: int, small: bool) -> None:
     """Write N procedural abdominal CT phantoms (HU, with label maps) to OUT/images and OUT/labels.
 
     These are synthetic phantoms, NOT FLARE22 scans. Example: ctbench data synth raw --n 8 --seed 0
     """
-    from ctbench.data.synth import synthesize
-
     paths = synthesize(out, n, seed, small=small)
     click.echo(f"wrote {len(paths)} phantoms to {out / 'images'} (label maps in {out / 'labels'})")
 
@@ -34,13 +37,16 @@ def synth(out: Path, n: int, seed: int, small: bool) -> None:
 @data.command()
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel processes.")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=DEFAULT_WORKERS, show_default=True, help="Parallel processes."
+)
 @click.option(
     "--protocol",
     "protocol_name",
     type=click.Choice(sorted(PROTOCOLS)),
     default=DEFAULT_PROTOCOL.name,
     show_default=True,
+    help="Data protocol; recorded in the manifest, a rerun must use the same.",
 )
 def prepare(src: Path, out: Path, workers: int, protocol_name: str) -> None:
     """Prepare every scan in SRC (NIfTI files or DICOM series folders) into OUT, with OUT/manifest.json.
@@ -48,9 +54,6 @@ def prepare(src: Path, out: Path, workers: int, protocol_name: str) -> None:
     A rerun skips the cases already prepared from the same source bytes. Exits 1 if any scan failed.
     Example: ctbench data prepare raw prepared --workers 2
     """
-    from ctbench.data.batch import PrepareError
-    from ctbench.data.batch import prepare as run_prepare
-
     try:
         result = run_prepare(src, out, workers=workers, protocol=get_protocol(protocol_name))
     except (PrepareError, ValueError) as exc:
@@ -78,8 +81,6 @@ def info(root: Path, preview: Path | None, split: str | None, max_cases: int) ->
 
     Example: ctbench data info prepared --preview prepared.png
     """
-    from ctbench.data.prepared import load_manifest
-
     try:
         m = load_manifest(root)
     except (FileNotFoundError, ValueError) as exc:
@@ -95,6 +96,4 @@ def info(root: Path, preview: Path | None, split: str | None, max_cases: int) ->
     for c in failed:
         click.echo(f"{c.status}: {c.error or c.id}")
     if preview is not None:
-        from ctbench.data.preview import save_preview
-
         click.echo(f"preview: {save_preview(root, preview, split=split, max_cases=max_cases)}")

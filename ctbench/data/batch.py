@@ -32,6 +32,7 @@ from ctbench.protocol import FLARE22_V1, Protocol
 
 MODALITY_SUFFIX = "_0000"
 """FLARE22 / nnU-Net channel suffix dropped from file names to form case ids."""
+DEFAULT_WORKERS = 1
 SAVE_EVERY_S = 1.0
 """The manifest is rewritten at most this often during a run (and always at the end or on Ctrl-C)."""
 
@@ -164,7 +165,7 @@ def prepare(
     src: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    workers: int = 1,
+    workers: int = DEFAULT_WORKERS,
     protocol: Protocol = FLARE22_V1,
     progress: bool = True,
 ) -> PrepareResult:

@@ -35,6 +35,8 @@ SLICE_SPACINGS_MM = (0.625, 1.0, 1.25, 2.0, 2.5, 3.0, 5.0)
 PHANTOM_VERSION = 1
 """Bump when the phantom drawing changes, so a resumed ``synthesize`` never mixes old and new phantoms."""
 SYNTH_RECORD = "synth.json"
+DEFAULT_N = 8
+DEFAULT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,8 @@ def reorient(array: np.ndarray, affine: np.ndarray, codes: str) -> tuple[np.ndar
 
 def synthesize(
     out_dir: str | os.PathLike,
-    n: int,
-    seed: int,
+    n: int = DEFAULT_N,
+    seed: int = DEFAULT_SEED,
     *,
     small: bool = False,
     orientations: tuple[str, ...] | None = None,
