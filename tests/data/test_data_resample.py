@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from ctbench.data.pipeline import prepare_scan
@@ -77,10 +78,14 @@ def _field(x, y, z):
     return 200 * np.sin(2 * np.pi * x / 150) + 100 * np.cos(2 * np.pi * y / 120) + 0.5 * z
 
 
-def test_output_matches_world_field_through_the_affine(tmp_path):
+@pytest.mark.parametrize("tilt_deg", [0.0, 12.0])  # 12 degrees: an oblique (gantry-tilted) scan
+def test_output_matches_world_field_through_the_affine(tmp_path, tilt_deg):
     """A scan stored LPS feet-first: each output voxel holds the field at its affine's world position."""
     shape, spacing = (300, 280, 60), (0.8, 0.8, 3.0)
-    affine = np.diag([*spacing, 1.0])
+    t = np.deg2rad(tilt_deg)
+    tilt = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+    affine = np.eye(4)
+    affine[:3, :3] = tilt @ np.diag(spacing)
     affine[:3, 3] = (-120.0, -110.0, -90.0)
     ijk = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), axis=-1).astype(np.float64)
     world = ijk @ affine[:3, :3].T + affine[:3, 3]
