@@ -31,8 +31,8 @@ class DemoOptions:
     """Demo settings; the CLI shows these defaults."""
 
     out: str = "demo-out"
-    cases: int = 24
-    """Phantoms to synthesise (split 80/10/10 by the protocol's hash rule)."""
+    cases: int = 48
+    """Phantoms to synthesise (split 80/10/10 by the protocol's hash rule: 35/8/5 at 48)."""
     samples: int = 8
     """Samples per generator."""
     seed: int = 0
@@ -136,7 +136,8 @@ def run_demo(opts: DemoOptions, say=print) -> DemoResult:
                 generator=spec,
                 checkpoint=ckpt,
                 overrides={"split": holdout} if spec == "real-holdout" else {},
-                n=opts.samples,
+                # real-holdout never repeats a volume: at most as many samples as its split has cases
+                n=min(opts.samples, sizes[holdout]) if spec == "real-holdout" else opts.samples,
                 seed=opts.seed,
                 split=reference,
                 out=str(results),
