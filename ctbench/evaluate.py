@@ -40,7 +40,7 @@ from ctbench.metrics.base import MetricUnavailable, MetricValue
 from ctbench.metrics.diversity import diversity_value
 from ctbench.metrics.intensity import HUHistogram, intensity_value
 from ctbench.metrics.memorisation import MemorisationAudit, TrainIndex, audit_values, unit_features
-from ctbench.protocol import get_protocol
+from ctbench.protocol import Protocol, get_protocol
 from ctbench.record import RECORD_KIND, SCHEMA_VERSION, read_record, write_record
 
 FEATURE_METRICS = ("fid", "fvd")
@@ -295,6 +295,145 @@ def run_id_for(opts: EvalOptions, generator_block: dict[str, Any], manifest_sha:
     return f"{_slug(label)}-n{opts.n}-s{opts.seed}-{_hash(key)[:10]}"
 
 
+class _Streams:
+    """What the metrics need from the generated samples, filled batch by batch and merged across ranks.
+
+    Feature accumulators (FID/FVD statistics), the HU histogram, the memorisation audit, and the first
+    ``keep`` volumes (for MS-SSIM and the montage), keyed by sample index.
+    """
+
+    def __init__(self, accs: dict[str, Any], hist: HUHistogram | None, audit: MemorisationAudit | None, keep: int):
+        self.accs, self.hist, self.audit, self.keep = accs, hist, audit, keep
+        self.kept: dict[int, torch.Tensor] = {}
+        self.fake_stats: dict[str, Any] = {}
+
+    def update(self, x: torch.Tensor, idx: range, hu_range: tuple[float, float]) -> None:
+        """Add samples ``idx`` = ``x`` ``(len(idx), 1, D, H, W)`` in [-1, 1]."""
+        for acc in self.accs.values():
+            acc.update(x)
+        if self.hist is not None:
+            self.hist.update(x, [hu_range] * len(idx))
+        if self.audit is not None:
+            self.audit.update(x, list(idx))
+        for k, i in enumerate(idx):
+            if i < self.keep:
+                self.kept[i] = x[k].clone()
+
+    def gather(self, rank: int, world: int) -> bool:
+        """Collect every rank's state on rank 0 (returns True there); feature statistics merge exactly."""
+        stats = {m: _gather(acc.result(), world) for m, acc in self.accs.items()}
+        hists = _gather(self.hist, world)
+        audits = _gather_audit(self.audit, world)
+        kepts = _gather(self.kept, world)
+        if rank != 0:
+            return False
+        for m, parts in stats.items():
+            merged = parts[0]
+            for other in parts[1:]:
+                merged = merged.merge(other)
+            self.fake_stats[m] = merged
+        for other in hists[1:]:
+            self.hist.merge(other)
+        for other in audits[1:]:
+            self.audit.merge(other)
+        for other in kepts[1:]:
+            self.kept.update(other)
+        return True
+
+    @property
+    def kept_volumes(self) -> list[torch.Tensor]:
+        return [self.kept[i] for i in sorted(self.kept)]
+
+
+def _sample(
+    opts: EvalOptions,
+    source: _Source,
+    streams: _Streams,
+    mine: range,
+    samples_dir: Path,
+    *,
+    hu_range: tuple[float, float],
+    protocol: Protocol,
+    show: bool,
+) -> float:
+    """Sample this rank's indices batch by batch into ``streams``; returns seconds spent sampling (or reading)."""
+    from ctbench.data.prepared import write_volume
+
+    seconds = 0.0
+    with tqdm(total=len(mine), desc=f"sampling {source.label}", unit="vol", disable=not show) as bar:
+        for s in range(mine.start, mine.stop, opts.batch_size):
+            idx = range(s, min(s + opts.batch_size, mine.stop))
+            paths = [samples_dir / f"sample_{i:05d}.nii.gz" for i in idx]
+            t = time.perf_counter()
+            if opts.save_samples and all(p.exists() for p in paths):  # resuming an interrupted run
+                x = torch.from_numpy(np.stack([read_volume(p) for p in paths]))[:, None]
+            else:
+                x = source.batch(idx)
+                if opts.save_samples:
+                    for p, v in zip(paths, x, strict=True):
+                        write_volume(p, v[0], hu_range=hu_range, protocol=protocol)
+            seconds += time.perf_counter() - t
+            streams.update(x, idx, hu_range)
+            bar.update(len(idx))
+    return seconds
+
+
+def _reference_side(
+    reference: list[PreparedCase], streams: _Streams, body_threshold_hu: float, split: str
+) -> tuple[HUHistogram, list[float], list[tuple[str, torch.Tensor]]]:
+    """Read the reference split once: its HU histogram, nearest-train correlations, first volumes kept."""
+    hist = HUHistogram(body_threshold_hu)
+    corr: list[float] = []
+    kept: list[tuple[str, torch.Tensor]] = []
+    for chunk, x in _real_batches(reference, 8, f"reference split {split}"):
+        if streams.hist is not None:
+            hist.update(x, [c.hu_range for c in chunk])
+        if streams.audit is not None:
+            corr += streams.audit.index.nearest(x)[0].tolist()
+        kept += [(c.id, v.clone()) for c, v in zip(chunk, x, strict=True)][: max(0, streams.keep - len(kept))]
+    return hist, corr, kept
+
+
+def _figures(
+    opts: EvalOptions,
+    run_id: str,
+    label: str,
+    streams: _Streams,
+    real_kept: list[tuple[str, torch.Tensor]],
+    train: list[PreparedCase],
+) -> dict[str, Any]:
+    """The montage and memorisation PNGs beside the record; returns the record's ``artifacts`` entries."""
+    out_dir, artifacts = Path(opts.out), {}
+    audit = streams.audit
+    if audit is not None and audit.worst:
+        pairs = [
+            (
+                f"sample {p.sample_index} (r={p.corr:.3f})",
+                p.volume,
+                f"train {train[p.train_index].id}",
+                torch.from_numpy(read_volume(train[p.train_index].path))[None],
+            )
+            for p in audit.worst
+        ]
+        fig = pairs_figure(pairs, out_dir / f"{run_id}.memorisation.png", title=f"{label}: nearest training scans")
+        artifacts["memorisation_pairs"] = fig.name
+        artifacts["memorisation_worst"] = [
+            {"sample": p.sample_index, "train_case": train[p.train_index].id, "corr": p.corr} for p in audit.worst
+        ]
+    k = opts.montage_volumes
+    if k > 0:
+        fig = triplanar_montage(
+            [
+                (label, streams.kept_volumes[:k], [f"#{i}" for i in sorted(streams.kept)[:k]]),
+                (f"real ({opts.split})", [v for _, v in real_kept[:k]], [cid for cid, _ in real_kept[:k]]),
+            ],
+            out_dir / f"{run_id}.montage.png",
+            title=f"{label} vs real, seed {opts.seed}",
+        )
+        artifacts["montage"] = fig.name
+    return artifacts
+
+
 def evaluate(opts: EvalOptions, argv: list[str] | None = None) -> Path | None:
     """Run one evaluation; returns the record path on rank 0 (``None`` on other ranks).
 
@@ -309,6 +448,8 @@ def evaluate(opts: EvalOptions, argv: list[str] | None = None) -> Path | None:
     protocol = get_protocol(manifest.protocol["name"])
     manifest.check_protocol(protocol)
     metrics, skipped = plan_metrics(opts)
+    if "diversity" in metrics and opts.diversity_volumes < 2:
+        raise EvaluationError(f"--diversity-volumes must be at least 2, got {opts.diversity_volumes}")
     rank, world = _dist()
     hu_range = generated_hu_range(manifest)
     source = _Source(opts, manifest, hu_range)
@@ -319,145 +460,61 @@ def evaluate(opts: EvalOptions, argv: list[str] | None = None) -> Path | None:
         if rank == 0:
             tqdm.write(f"{record_path} exists: skipping (use --force to evaluate again)")
         return record_path if rank == 0 else None
-    samples_dir = out_dir / "samples" / run_id
+    reference = cases(manifest.root, opts.split)
+    if not reference:
+        raise EvaluationError(f"{manifest.root}: reference split {opts.split!r} is empty")
+    train = cases(manifest.root, "train")
 
     from ctbench.metrics import get_metric
 
     feature = {m: get_metric(m, **opts.metric_options.get(m, {})) for m in metrics if m in FEATURE_METRICS}
-    accs = {
-        m: fm.accumulator(device=opts.device, batch_size=None, unverified_ok=opts.unverified_weights)
-        for m, fm in feature.items()
-    }
-    train = cases(manifest.root, "train")
     audit = None
     if "memorisation" in metrics:
         if not train:
             raise EvaluationError(f"{manifest.root}: memorisation needs a non-empty train split")
         feats = torch.cat([unit_features(x) for _, x in _real_batches(train, 8, "memorisation: train index")])
         audit = MemorisationAudit(TrainIndex(feats, [c.id for c in train]))
-    hist = HUHistogram(protocol.body_threshold_hu)
-    keep = max(opts.diversity_volumes if "diversity" in metrics else 0, opts.montage_volumes)
-    kept: dict[int, torch.Tensor] = {}
-
-    # ---- sampling (this rank's share)
-    mine = shard(opts.n, rank, world)
-    t0 = time.perf_counter()
-    sample_s = 0.0
-    bar = tqdm(total=len(mine), desc=f"sampling {source.label}", unit="vol", disable=rank != 0)
-    for s in range(mine.start, mine.stop, opts.batch_size):
-        idx = range(s, min(s + opts.batch_size, mine.stop))
-        paths = [samples_dir / f"sample_{i:05d}.nii.gz" for i in idx]
-        ts = time.perf_counter()
-        if opts.save_samples and all(p.exists() for p in paths):
-            x = torch.from_numpy(np.stack([read_volume(p) for p in paths]))[:, None]
-        else:
-            x = source.batch(idx)
-            if opts.save_samples:
-                from ctbench.data.prepared import write_volume
-
-                for p, v in zip(paths, x, strict=True):
-                    write_volume(p, v[0], hu_range=hu_range, protocol=protocol)
-        sample_s += time.perf_counter() - ts
-        for acc in accs.values():
-            acc.update(x)
-        if "intensity" in metrics:
-            hist.update(x, [hu_range] * len(idx))
-        if audit is not None:
-            audit.update(x, list(idx))
-        for k, i in enumerate(idx):
-            if i < keep:
-                kept[i] = x[k].clone()
-        bar.update(len(idx))
-    bar.close()
-    gen_s = time.perf_counter() - t0
-
-    # ---- gather on rank 0
-    fake_stats = {m: _gather(acc.result(), world) for m, acc in accs.items()}
-    hists = _gather(hist, world)
-    audits = _gather_audit(audit, world)
-    kepts = _gather(kept, world)
-    if rank != 0:
+    streams = _Streams(
+        {m: fm.accumulator(device=opts.device, unverified_ok=opts.unverified_weights) for m, fm in feature.items()},
+        HUHistogram(protocol.body_threshold_hu) if "intensity" in metrics else None,
+        audit,
+        keep=max(opts.diversity_volumes if "diversity" in metrics else 0, opts.montage_volumes),
+    )
+    samples_dir = out_dir / "samples" / run_id
+    t = time.perf_counter()
+    sample_s = _sample(
+        opts, source, streams, shard(opts.n, rank, world), samples_dir,
+        hu_range=hu_range, protocol=protocol, show=rank == 0,
+    )  # fmt: skip
+    timing: dict[str, float] = {"sample_s": round(sample_s, 3), "sampling_loop_s": round(time.perf_counter() - t, 3)}
+    if not streams.gather(rank, world):
         return None
-    for other in hists[1:]:
-        hist.merge(other)
-    if audit is not None:
-        for other in audits[1:]:
-            audit.merge(other)
-    for other in kepts[1:]:
-        kept.update(other)
-    kept_vols = [kept[i] for i in sorted(kept)]
 
-    # ---- metrics
     values: dict[str, MetricValue] = {}
-    timing: dict[str, float] = {"sample_s": round(sample_s, 3), "sampling_loop_s": round(gen_s, 3)}
-    for m in feature:
-        tm = time.perf_counter()
-        fake = fake_stats[m][0]
-        for other in fake_stats[m][1:]:
-            fake = fake.merge(other)
-        real = feature[m].reference(
+    for m, fm in feature.items():
+        t = time.perf_counter()
+        real = fm.reference(
             manifest.root, split=opts.split, device=opts.device, cache=True, unverified_ok=opts.unverified_weights
         )
-        values.update(feature[m].score(fake, real))
-        timing[f"{m}_s"] = round(time.perf_counter() - tm, 3)
-    reference = cases(manifest.root, opts.split)
-    if not reference:
-        raise EvaluationError(f"{manifest.root}: reference split {opts.split!r} is empty")
-    tm = time.perf_counter()
-    real_hist = HUHistogram(protocol.body_threshold_hu)
-    real_corr: list[float] = []
-    real_kept: list[tuple[str, torch.Tensor]] = []
-    for chunk, x in _real_batches(reference, 8, f"reference split {opts.split}"):
-        if "intensity" in metrics:
-            real_hist.update(x, [c.hu_range for c in chunk])
-        if audit is not None:
-            real_corr += audit.index.nearest(x)[0].tolist()
-        for c, v in zip(chunk, x, strict=True):
-            if len(real_kept) < keep:
-                real_kept.append((c.id, v.clone()))
-    timing["reference_read_s"] = round(time.perf_counter() - tm, 3)
+        values.update(fm.score(streams.fake_stats[m], real))
+        timing[f"{m}_s"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    real_hist, real_corr, real_kept = _reference_side(reference, streams, protocol.body_threshold_hu, opts.split)
+    timing["reference_read_s"] = round(time.perf_counter() - t, 3)
     if "diversity" in metrics:
-        tm = time.perf_counter()
-        m = opts.diversity_volumes
-        values["ms_ssim"] = diversity_value(torch.stack(kept_vols[:m]))
-        values["ms_ssim_real"] = diversity_value(
-            torch.stack([v for _, v in real_kept[:m]]), note=f"reference split {opts.split!r}"
-        )
-        timing["diversity_s"] = round(time.perf_counter() - tm, 3)
-    if "intensity" in metrics:
-        values["intensity_w1"] = intensity_value(hist, real_hist)
-    artifacts: dict[str, Any] = {"samples_dir": str(samples_dir.relative_to(out_dir)) if opts.save_samples else None}
+        t = time.perf_counter()
+        k = opts.diversity_volumes
+        values["ms_ssim"] = diversity_value(torch.stack(streams.kept_volumes[:k]))
+        real_vols = torch.stack([v for _, v in real_kept[:k]])
+        values["ms_ssim_real"] = diversity_value(real_vols, note=f"reference split {opts.split!r}")
+        timing["diversity_s"] = round(time.perf_counter() - t, 3)
+    if streams.hist is not None:
+        values["intensity_w1"] = intensity_value(streams.hist, real_hist)
     if audit is not None:
         gen_corr = np.array([audit.corr[i] for i in sorted(audit.corr)])
         values.update(audit_values(gen_corr, np.asarray(real_corr)))
-        worst = [
-            (
-                f"sample {p.sample_index} (r={p.corr:.3f})",
-                p.volume,
-                f"train {train[p.train_index].id}",
-                torch.from_numpy(read_volume(train[p.train_index].path))[None],
-            )
-            for p in audit.worst
-        ]
-        if worst:
-            fig = pairs_figure(
-                worst, out_dir / f"{run_id}.memorisation.png", title=f"{source.label}: nearest training scans"
-            )
-            artifacts["memorisation_pairs"] = fig.name
-            artifacts["memorisation_worst"] = [
-                {"sample": p.sample_index, "train_case": train[p.train_index].id, "corr": p.corr} for p in audit.worst
-            ]
-    k = opts.montage_volumes
-    if k > 0:
-        fig = triplanar_montage(
-            [
-                (source.label, kept_vols[:k], [f"#{i}" for i in sorted(kept)[:k]]),
-                (f"real ({opts.split})", [v for _, v in real_kept[:k]], [cid for cid, _ in real_kept[:k]]),
-            ],
-            out_dir / f"{run_id}.montage.png",
-            title=f"{source.label} vs real, seed {opts.seed}",
-        )
-        artifacts["montage"] = fig.name
+    artifacts: dict[str, Any] = {"samples_dir": str(samples_dir.relative_to(out_dir)) if opts.save_samples else None}
+    artifacts.update(_figures(opts, run_id, source.label, streams, real_kept, train))
     timing["total_s"] = round(time.perf_counter() - t_start, 3)
 
     record = {

@@ -35,6 +35,7 @@ def demo(
         workers=workers,
         full_size=full_size,
         reference=not no_reference,
+        data=data,
     )
     result = run_demo(opts, say=click.echo)
     click.echo("")

@@ -13,6 +13,7 @@ def test_demo_on_prepared_folder(prepared_dir, tmp_path):
     args = ["demo", "--out", str(out), "--data", str(prepared_dir), "--samples", "2", "--no-reference"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
+    assert not (out / "raw").exists() and not (out / "prepared").exists()  # --data: no phantoms made
     records = sorted((out / "results").glob("*.json"))
     assert {read_record(p)["generator"]["name"] for p in records} == {"real-holdout", "mean-volume", "noise"}
     holdout = next(read_record(p) for p in records if "real-holdout" in p.name)
