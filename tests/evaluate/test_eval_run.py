@@ -168,3 +168,20 @@ def test_shard_covers_every_index_once():
 def test_options_round_trip():
     o = EvalOptions(data="d", generator="noise", metrics=["fid"], overrides={"a": {"b": 1}})
     assert EvalOptions.from_dict(o.to_dict()) == dataclasses.replace(o)
+
+
+def test_samples_folder_bad_files_named(prepared_dir, tmp_path):
+    folder = tmp_path / "vols"
+    folder.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((64, 64, 32), np.float32), np.eye(4)), folder / "a_small.nii.gz")
+    opts = _opts(prepared_dir, tmp_path / "r", generator=None, samples=str(folder), n=1, metrics=["intensity"])
+    with pytest.raises(EvaluationError, match=r"a_small\.nii\.gz: shape \(64, 64, 32\), expected RAS"):
+        evaluate(opts)
+    (folder / "a_small.nii.gz").unlink()
+    (folder / "b_garbage.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(EvaluationError, match=r"b_garbage\.nii\.gz: cannot read NIfTI"):
+        evaluate(opts)
+    with pytest.raises(EvaluationError, match="--n 5 but only 1 NIfTI files"):
+        evaluate(dataclasses.replace(opts, n=5))
+    with pytest.raises(EvaluationError, match="exactly one of"):
+        evaluate(dataclasses.replace(opts, generator="noise"))
