@@ -39,15 +39,27 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
     help=f"Comma-separated subset of {','.join(ALL_METRICS)}. Default: all that can run here (others are "
     "recorded as skipped). Named metrics that cannot run are an error.",
 )
-@click.option("--split", default=_D.split, show_default=True, help="Reference split the samples are compared with.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val", "test"]),
+    default=_D.split,
+    show_default=True,
+    help="Reference split the samples are compared with.",
+)
 @click.option("--out", type=click.Path(file_okay=False), default=_D.out, show_default=True, help="Results folder.")
-@click.option("--batch-size", type=int, default=_D.batch_size, show_default=True)
-@click.option("--device", default=_D.device, show_default=True)
+@click.option("--batch-size", type=int, default=_D.batch_size, show_default=True, help="Samples per sample() call.")
+@click.option("--device", default=_D.device, show_default=True, help="Where the generator and extractors run.")
 @click.option("--save-samples", is_flag=True, help="Also write the samples as NIfTI in HU under OUT/samples/RUN_ID/.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override (repeatable).")
 @click.option("--unverified-weights", is_flag=True, help="Allow feature weights whose sha256 differs (unranked).")
-@click.option("--diversity-volumes", type=int, default=_D.diversity_volumes, show_default=True)
-@click.option("--montage-volumes", type=int, default=_D.montage_volumes, show_default=True)
+@click.option(
+    "--diversity-volumes",
+    type=int,
+    default=_D.diversity_volumes,
+    show_default=True,
+    help="MS-SSIM uses the first this-many volumes on each side (pairs grow quadratically).",
+)
+@click.option("--montage-volumes", type=int, default=_D.montage_volumes, show_default=True, help="0: no montage.")
 @click.option("--force", is_flag=True, help="Evaluate again even if OUT already holds this run's record.")
 @click.option("--rerun", type=click.Path(exists=True, dir_okay=False), help="Repeat the run a record describes.")
 def evaluate(**kw) -> None:
@@ -57,7 +69,7 @@ def evaluate(**kw) -> None:
     Examples:
       ctbench evaluate --generator noise --data prepared/ --n 16 --seed 0
       ctbench evaluate -g vqgan-ddpm@c8 --checkpoint ckpt.pt --data prepared/ --n 256 --save-samples
-      torchrun --nproc-per-node 4 $(which ctbench) evaluate -g vqgan-ddpm --checkpoint ckpt.pt --data prepared/
+      torchrun --nproc-per-node 4 $(which ctbench) evaluate -g noise --data prepared/ --num-samples 1024
       ctbench evaluate --rerun results/noise-n16-s0-1a2b3c4d5e.json
     """
     from ctbench.api import UnknownNameError
