@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from click.testing import CliRunner
 
 from ctbench.api import REGISTRY, check_samples
 from ctbench.cli import main
+from ctbench.data.dataset import PreparedDataset
+from generators.vqgan_ddpm.build import build_vqgan
+from generators.vqgan_ddpm.plugin import VQGANDDPM
 from generators.vqgan_ddpm.train import VolumeBatches, load_checkpoint, train
+from generators.vqgan_ddpm.variants import default_config
 
 TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "vqgan_ddpm" / "tiny.yaml"
 
@@ -131,13 +137,6 @@ def test_batches_are_deterministic_resized_and_split_across_ranks(toy_volumes):
 
 def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
     """The exact call the demo makes: tiny.yaml unchanged, both stages, on the synthetic prepared set."""
-    import torch.nn.functional as F
-
-    from ctbench.data.dataset import PreparedDataset
-    from generators.vqgan_ddpm.build import build_vqgan
-    from generators.vqgan_ddpm.plugin import VQGANDDPM
-    from generators.vqgan_ddpm.variants import default_config
-
     config = VQGANDDPM.resolve_config(None, yaml.safe_load(TINY_YAML.read_text()))
     checkpoint = VQGANDDPM.train(config, prepared_dir, tmp_path)
     assert sorted(p.name for p in (tmp_path / "montages").iterdir()) == ["ddpm_0000100.png", "vqgan_0000100.png"]
@@ -155,3 +154,12 @@ def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
     x = check_samples(gen.sample(2, seed=0), 2, "vqgan-ddpm")
     assert gen.info().config == {**config, "output": gen.info().config["output"]}
     assert default_config()["data"]["volume_shape"] == [64, 128, 128] and x.shape[2:] == (64, 128, 128)
+
+    # ... and evaluates through the registry like any plugin (weight-free metric: runs offline)
+    args = ["evaluate", "-g", "vqgan-ddpm", "--checkpoint", str(checkpoint), "--data", str(prepared_dir), "--n", "2",
+            "--metrics", "intensity", "--out", str(tmp_path / "results"), "--montage-volumes", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    (record,) = (tmp_path / "results").glob("*.json")
+    generator = json.loads(record.read_text())["generator"]
+    assert generator["name"] == "vqgan-ddpm" and generator["variant"] == "full"
