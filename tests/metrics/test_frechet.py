@@ -11,7 +11,7 @@ from ctbench.metrics.frechet import (
     frechet_distance,
     frechet_with_jackknife,
     jackknife_se,
-    psd_sqrt,
+    psd_factor,
 )
 from ctbench.stats import GroupedStats
 
@@ -72,11 +72,13 @@ def test_symmetric_and_zero_on_identical():
     assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-9)
 
 
-def test_psd_sqrt_squares_back():
+def test_psd_factor_reproduces_the_matrix_with_its_rank():
     rng = np.random.default_rng(6)
-    s = random_cov(rng, 10, 40)
-    r = psd_sqrt(s)
-    np.testing.assert_allclose(r @ r, s, atol=1e-12)
+    full, low = random_cov(rng, 10, 40), random_cov(rng, 10, 4)  # rank 10 and rank 3
+    for s, rank in ((full, 10), (low, 3)):
+        p = psd_factor(s)
+        assert p.shape == (10, rank)
+        np.testing.assert_allclose(p @ p.T, s, atol=1e-12)
 
 
 def test_reference_shape_mismatch_is_an_error():

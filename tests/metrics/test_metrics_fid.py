@@ -12,7 +12,7 @@ from ctbench.metrics import get_metric
 from ctbench.metrics.base import MetricValue
 from ctbench.stats import FeatureSetStats
 
-STEP = 16  # 4 + 8 + 8 slices per volume instead of 64 + 128 + 128
+STEP = 32  # 2 + 4 + 4 slices per volume instead of 64 + 128 + 128
 
 
 @pytest.fixture
@@ -50,22 +50,16 @@ def test_sharded_statistics_equal_single_pass_and_score(fid, volumes):
     shard_b = _accumulate(fid, [(volumes[:1], [0]), (volumes[1:2], [1])])
     merged = shard_b.merge(shard_a)
     assert merged.n_volumes == whole.n_volumes == 3
-    for plane, n_slices in (("xy", 4), ("xz", 8), ("yz", 8)):
+    for plane, n_slices in (("xy", 2), ("xz", 4), ("yz", 4)):
         w, m = whole.streams[plane], merged.streams[plane]
         assert w.total().count == 3 * n_slices and [g.count for g in w.groups] == [2 * n_slices, n_slices]
         for a, b in zip(w.groups, m.groups, strict=True):
             assert a.count == b.count
             np.testing.assert_allclose(b.outer, a.outer, rtol=1e-5, atol=1e-6 * np.abs(a.outer).max())
 
-    # the Fréchet distance of a set to itself is 0 (one plane; each 2048-d distance costs about a second)
-    from ctbench.metrics.frechet import frechet_distance
-
-    w, m = whole.streams["xz"].total(), merged.streams["xz"].total()
-    assert frechet_distance(w.mean, w.cov, m.mean, m.cov) < 1e-6 * np.trace(w.cov)
-
     # against a different set: positive on every plane, each value with N and a jackknife interval
     other = _accumulate(fid, [(-volumes.flip(2), [0, 1, 2])])
-    with pytest.warns(UserWarning, match="only 12 samples for 2048-d"):  # N < 2048 here, by design
+    with pytest.warns(UserWarning, match="only 6 samples for 2048-d"):  # N < 2048 here, by design
         diff = fid.score(other, whole)
     assert set(diff) == set(fid.keys)
     for key in fid.keys:
@@ -75,7 +69,7 @@ def test_sharded_statistics_equal_single_pass_and_score(fid, volumes):
         assert v.interval is not None and v.interval[0] <= v.value <= v.interval[1]
         assert v.interval_method.startswith("grouped jackknife") and "not comparable" in v.note
         assert MetricValue.from_dict(v.to_dict()) == v
-    assert diff["fid_xy"].n == 12 and diff["fid_xz"].n == 24 and diff["fid_mean"].n == 3
+    assert diff["fid_xy"].n == 6 and diff["fid_xz"].n == 12 and diff["fid_mean"].n == 3
     mean = np.mean([diff[k].value for k in ("fid_xy", "fid_xz", "fid_yz")])
     assert diff["fid_mean"].value == pytest.approx(mean)
 
