@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -55,4 +56,5 @@ def train(spec: str, config_path: Path | None, data: Path, out: Path, stage: str
     except (UnknownNameError, ValueError, FileExistsError, FileNotFoundError) as exc:
         where = f"{config_path}: " if config_path and "config key" in str(exc) else ""
         raise click.ClickException(f"{where}{exc}") from exc
-    click.echo(f"checkpoint: {checkpoint}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line, not one per process
+        click.echo(f"checkpoint: {checkpoint}")

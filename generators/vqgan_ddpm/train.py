@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ctbench import __version__
 from ctbench.data.atomic import atomic_path
+from ctbench.data.dataset import PreparedDataset
 
 from .build import Discriminators, build_diffusion, build_discriminators, build_unet, build_vqgan, latent_shape
 from .diffusion import GaussianDiffusion
@@ -118,8 +119,6 @@ class VolumeBatches:
 def open_dataset(data: str | os.PathLike | Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
     """A prepared folder (its ``train`` split, via ``ctbench.data.dataset.PreparedDataset``) or a sequence as is."""
     if isinstance(data, (str, os.PathLike)):
-        from ctbench.data.dataset import PreparedDataset
-
         return PreparedDataset(Path(data), split="train", augment=False)
     return data
 
