@@ -19,6 +19,7 @@ import copy
 import hashlib
 import os
 import random
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -429,6 +430,9 @@ def _train_vqgan(
             save_checkpoint(out_dir / CHECKPOINT_NAME, state)
         rt.barrier()
 
+    if step < tcfg["steps"] and state.pop("ddpm", None) is not None:
+        msg = f"{out_dir / CHECKPOINT_NAME}: the VQGAN trains further, so its DDPM stage is dropped"
+        warnings.warn(msg, stacklevel=2)
     bar = _progress(rt, progress, "vqgan", step, tcfg["steps"])
     while step < tcfg["steps"]:
         g = step_generator(config["seed"], "vqgan", rt.rank, step)

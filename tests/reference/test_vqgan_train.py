@@ -77,6 +77,11 @@ def test_runs_refuse_to_overwrite_or_mix_configs(tiny_config, toy_volumes, tmp_p
         train(other, data, tmp_path, stage="ddpm", progress=False)
     with pytest.raises(ValueError, match="not finished"):
         REGISTRY.get("vqgan-ddpm").load(tmp_path / "checkpoint.pt")
+    train(cfg, data, tmp_path, stage="ddpm", progress=False)
+    assert "ddpm" in load_checkpoint(tmp_path / "checkpoint.pt")
+    with pytest.warns(UserWarning, match="DDPM stage is dropped"):
+        train(_steps(tiny_config, 2, 1), data, tmp_path, stage="vqgan", resume=True, progress=False)
+    assert "ddpm" not in load_checkpoint(tmp_path / "checkpoint.pt")
     with pytest.raises(ValueError, match="unknown stage"):
         train(cfg, data, tmp_path / "x", stage="vae", progress=False)
 
