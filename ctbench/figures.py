@@ -11,15 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ctbench.data.atomic import atomic_path  # noqa: E402
-from ctbench.protocol import FLARE22_V1, Protocol  # noqa: E402
+from ctbench.data.atomic import atomic_path
+from ctbench.protocol import FLARE22_V1, Protocol
 
 PLANES = ("xy", "xz", "yz")
 
@@ -42,11 +39,12 @@ def _aspect(plane: str, protocol: Protocol) -> float:
     return {"xy": sy / sx, "xz": sz / sx, "yz": sz / sy}[plane]
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as PNG atomically. Figures are built with ``matplotlib.figure.Figure`` (no pyplot), so
+    making them changes no global matplotlib state and needs no display."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -63,7 +61,8 @@ def triplanar_montage(
     columns = [(g, v, lab) for g, vols, labs in groups for v, lab in zip(vols, labs, strict=True)]
     if not columns:
         raise ValueError("montage needs at least one volume")
-    fig, axes = plt.subplots(3, len(columns), figsize=(1.9 * len(columns), 1.9 * 3 * 1.3), squeeze=False)
+    fig = Figure(figsize=(1.9 * len(columns), 1.9 * 3 * 1.3))
+    axes = fig.subplots(3, len(columns), squeeze=False)
     for c, (group, vol, label) in enumerate(columns):
         slices = mid_slices(vol)
         for r, plane in enumerate(PLANES):
@@ -89,7 +88,8 @@ def pairs_figure(
     """Side-by-side rows ``(label A, volume A, label B, volume B)``: xy and xz of A, then of B."""
     if not pairs:
         raise ValueError("pairs figure needs at least one pair")
-    fig, axes = plt.subplots(len(pairs), 4, figsize=(8, 2.4 * len(pairs)), squeeze=False)
+    fig = Figure(figsize=(8, 2.4 * len(pairs)))
+    axes = fig.subplots(len(pairs), 4, squeeze=False)
     for r, (label_a, vol_a, label_b, vol_b) in enumerate(pairs):
         for c, (label, vol, plane) in enumerate(
             [(label_a, vol_a, "xy"), (label_a, vol_a, "xz"), (label_b, vol_b, "xy"), (label_b, vol_b, "xz")]
@@ -111,7 +111,8 @@ def interval_plot(
 
     Missing values are drawn as a grey "—" label, never as 0.
     """
-    fig, ax = plt.subplots(figsize=(6, 0.45 * len(rows) + 1.0))
+    fig = Figure(figsize=(6, 0.45 * len(rows) + 1.0))
+    ax = fig.subplots()
     for y, (_label, value, interval) in enumerate(rows):
         if value is None:
             ax.text(0.5, y, "—  (missing)", transform=ax.get_yaxis_transform(), color="grey", va="center", fontsize=8)
