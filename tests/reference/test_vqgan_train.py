@@ -156,6 +156,9 @@ def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
         before = (untrained.eval()(vols).reconstruction - vols).abs().mean().item()
         after = (gen.vqgan(vols).reconstruction - vols).abs().mean().item()
     assert after < 0.3 * before, (before, after)
+    with torch.no_grad():
+        scaled = gen.vqgan.encode(vols).z_q * gen.latent_scale
+    assert scaled.std().item() == pytest.approx(1.0, rel=0.2)  # the DDPM sees unit-variance latents
     x = check_samples(gen.sample(2, seed=0), 2, "vqgan-ddpm")
     assert gen.info().config == {**config, "output": gen.info().config["output"]}
     assert default_config()["data"]["volume_shape"] == [64, 128, 128] and x.shape[2:] == (64, 128, 128)
