@@ -39,9 +39,10 @@ from ctbench.figures import pairs_figure, triplanar_montage
 from ctbench.metrics.base import MetricUnavailable, MetricValue
 from ctbench.metrics.diversity import diversity_value
 from ctbench.metrics.intensity import HUHistogram, intensity_value
-from ctbench.metrics.memorisation import MemorisationAudit, TrainIndex, audit_values, unit_features
+from ctbench.metrics.memorisation import MemorisationAudit, audit_values, load_or_build_index
 from ctbench.protocol import Protocol, get_protocol
 from ctbench.record import RECORD_KIND, SCHEMA_VERSION, read_record, write_record
+from ctbench.weights import cache_root
 
 FEATURE_METRICS = ("fid", "fvd")
 WEIGHT_FREE_METRICS = ("diversity", "intensity", "memorisation")
@@ -79,6 +80,8 @@ class EvalOptions:
     montage_volumes: int = 4
     force: bool = False
     """Evaluate again even when a record with the same run id exists."""
+    cache: bool = True
+    """Reuse (and store) reference statistics and the memorisation training index under ``$CTBENCH_CACHE``."""
     metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Constructor options per feature metric, e.g. ``{"fid": {"slice_step": 8}}`` (Python API; tests). Part of
     the run id; a metric that says its result is not comparable (FID with slice_step > 1) says so in its note."""
@@ -472,8 +475,13 @@ def evaluate(opts: EvalOptions, argv: list[str] | None = None) -> Path | None:
     if "memorisation" in metrics:
         if not train:
             raise EvaluationError(f"{manifest.root}: memorisation needs a non-empty train split")
-        feats = torch.cat([unit_features(x) for _, x in _real_batches(train, 8, "memorisation: train index")])
-        audit = MemorisationAudit(TrainIndex(feats, [c.id for c in train]))
+        index = load_or_build_index(
+            [c.id for c in train],
+            lambda: (x for _, x in _real_batches(train, 8, "memorisation: train index")),
+            {"manifest_sha256": manifest.sha256, "split": "train"},
+            cache_root() / "memorisation" if opts.cache else None,
+        )
+        audit = MemorisationAudit(index)
     streams = _Streams(
         {m: fm.accumulator(device=opts.device, unverified_ok=opts.unverified_weights) for m, fm in feature.items()},
         HUHistogram(protocol.body_threshold_hu) if "intensity" in metrics else None,
@@ -494,7 +502,7 @@ def evaluate(opts: EvalOptions, argv: list[str] | None = None) -> Path | None:
     for m, fm in feature.items():
         t = time.perf_counter()
         real = fm.reference(
-            manifest.root, split=opts.split, device=opts.device, cache=True, unverified_ok=opts.unverified_weights
+            manifest.root, split=opts.split, device=opts.device, cache=opts.cache, unverified_ok=opts.unverified_weights
         )
         values.update(fm.score(streams.fake_stats[m], real))
         timing[f"{m}_s"] = round(time.perf_counter() - t, 3)

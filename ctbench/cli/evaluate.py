@@ -60,6 +60,7 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
     help="MS-SSIM uses the first this-many volumes on each side (pairs grow quadratically).",
 )
 @click.option("--montage-volumes", type=int, default=_D.montage_volumes, show_default=True, help="0: no montage.")
+@click.option("--no-cache", is_flag=True, help="Recompute reference statistics and the training index.")
 @click.option("--force", is_flag=True, help="Evaluate again even if OUT already holds this run's record.")
 @click.option("--rerun", type=click.Path(exists=True, dir_okay=False), help="Repeat the run a record describes.")
 def evaluate(**kw) -> None:
@@ -99,6 +100,7 @@ def evaluate(**kw) -> None:
             diversity_volumes=kw["diversity_volumes"],
             montage_volumes=kw["montage_volumes"],
             force=kw["force"],
+            cache=not kw["no_cache"],
         )
     try:
         path = run(opts, argv=default_argv())

@@ -161,3 +161,24 @@ def test_audit_flags_a_copied_training_volume_and_merges():
     assert values["memorised"].value == 1.0  # only the copy
     assert values["nn_corr_real"].value == pytest.approx(float(np.median(real_corr)))
     assert audit_values(gen_corr, np.array([]))["memorised"].value is None
+
+
+def test_training_index_cache_round_trip(tmp_path):
+    from ctbench.metrics.memorisation import load_or_build_index
+
+    train = torch.stack([_smooth((16, 32, 32), s) for s in range(3)])
+    built = []
+
+    def batches():
+        built.append(1)
+        return [train[:2], train[2:]]
+
+    ids = ["a", "b", "c"]
+    first = load_or_build_index(ids, batches, {"manifest_sha256": "x"}, tmp_path)
+    second = load_or_build_index(ids, batches, {"manifest_sha256": "x"}, tmp_path)
+    assert len(built) == 1 and torch.equal(first.features, second.features)  # read back, bit-identical
+    query = _smooth((16, 32, 32), 9)[None]
+    assert torch.equal(first.nearest(query)[0], second.nearest(query)[0])
+    load_or_build_index(ids, batches, {"manifest_sha256": "y"}, tmp_path)  # other data: other key, rebuilt
+    load_or_build_index(ids, batches, {"manifest_sha256": "x"}, None)  # cache off
+    assert len(built) == 3 and len(list(tmp_path.glob("*.npz"))) == 2 and len(list(tmp_path.glob("*.json"))) == 2
