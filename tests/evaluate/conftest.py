@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -27,22 +28,10 @@ def empty_weights_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
 def toy_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The toy third-party plugin built into a wheel and unpacked: a folder to put on ``sys.path``/``PYTHONPATH``."""
     wheels = tmp_path_factory.mktemp("wheels")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(wheels),
-            str(TOY_PLUGIN),
-        ],
-        check=True,
-        timeout=120,
-    )
+    src = tmp_path_factory.mktemp("toy-src") / TOY_PLUGIN.name  # build a copy: the source tree stays clean
+    shutil.copytree(TOY_PLUGIN, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)]
+    subprocess.run([*pip, str(src)], check=True, timeout=120)
     (wheel,) = wheels.glob("ctbench_toy_plugin-*.whl")
     site = tmp_path_factory.mktemp("toy-site")
     with zipfile.ZipFile(wheel) as zf:
