@@ -8,6 +8,10 @@ A generator plugin is a subclass of :class:`Generator` exposed through the entry
 
 ctbench's own generators register the same way. Plugins are imported only when first asked for; one
 that fails to import is reported (``ctbench ls``) and does not affect the others.
+
+``REGISTRY.load("NAME@VARIANT", checkpoint, overrides, context)`` builds a generator (unknown names and
+variants raise :class:`UnknownNameError` listing the close ones); :func:`check_samples` is the contract
+every ``sample()`` output is held to by ``ctbench evaluate``.
 """
 
 from __future__ import annotations
