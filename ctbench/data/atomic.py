@@ -12,12 +12,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _default_mode() -> int:
+    """Permissions a plain ``open(path, "w")`` would give: 0o666 less the process umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is moved onto ``path`` atomically.
 
     The temporary name keeps ``path``'s suffixes (``.nii.gz`` stays ``.nii.gz``) so libraries that pick
-    a format from the file name behave the same. On error the temporary file is removed.
+    a format from the file name behave the same. The file gets ordinary permissions (not
+    ``mkstemp``'s private 0600), so a shared results or data folder stays readable by the group.
+    On error the temporary file is removed.
     """
     path = Path(path)
     suffix = "".join(path.suffixes)
@@ -26,6 +35,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _default_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
