@@ -234,8 +234,9 @@ def import_weights(src: str | Path, name: str | None = None, unverified_ok: bool
     digest = content_sha256(src)
     verified = spec.sha256 is not None and digest == spec.sha256
     if not verified and not unverified_ok:
+        why = f"does not match the pinned {spec.sha256}" if spec.sha256 else "cannot be checked: no hash is pinned"
         raise ValueError(
-            f"{src}: sha256 {digest} does not match the pinned {spec.sha256} for {spec.name}; "
+            f"{src}: sha256 {digest} {why} for {spec.name}; "
             "pass --unverified-weights to import it anyway (results will be marked unverified)"
         )
     dest = _install(src, weights_dir() / spec.filename)

@@ -76,7 +76,8 @@ class I3DFeatures:
         self.tf, hub = import_tensorflow()
         self.device = torch.device(device)
         self.batch_size = batch_size or 8
-        self.tf_device = "/GPU:0" if self.device.type == "cuda" else "/CPU:0"
+        # same GPU as torch (e.g. this rank's under torchrun); TF numbers visible GPUs as CUDA does
+        self.tf_device = f"/GPU:{self.device.index or 0}" if self.device.type == "cuda" else "/CPU:0"
         try:
             self._fn = hub.load(str(module)).signatures["default"]
         except (OSError, KeyError, ValueError) as exc:

@@ -28,6 +28,8 @@ def test_standin_loads_by_path_and_through_tfhub_cache_with_the_real_handle(i3d_
 
 
 def test_fvd_needs_override_while_unpinned(i3d_standin):
+    with pytest.raises(ValueError, match="no hash is pinned"):
+        import_weights(i3d_standin)
     import_weights(i3d_standin, unverified_ok=True)
     with pytest.raises(MetricUnavailable, match="pins no hash"):
         get_metric("fvd").check_ready()
