@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,7 @@ class FeatureSetStats:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta.json"]).decode())
                 streams = {name: GroupedStats.from_arrays(z, name) for name in meta["streams"]}
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a ctbench statistics file ({exc})") from exc
         return cls(streams, int(meta["n_volumes"]), meta["provenance"])
 

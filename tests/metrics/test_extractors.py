@@ -164,3 +164,15 @@ def test_gap_to_pytorch_fid_pipeline_is_measured(extractor, pytorch_fid_net, sid
     record_property("relative_gap", gap)
     print(f"pytorch-fid gap at {side}x{side}: {gap:.4%}")
     assert 1e-4 < gap < 0.05
+
+
+def test_tensorflow_is_told_to_grow_gpu_memory(tf, monkeypatch):
+    """With GPUs visible, import_tensorflow turns on memory growth for each (TF must not grab a shared GPU)."""
+    from ctbench.extractors.i3d import import_tensorflow
+
+    calls = []
+    fake_gpus = ["GPU:0", "GPU:1"]
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: fake_gpus if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth", lambda dev, on: calls.append((dev, on)))
+    import_tensorflow()
+    assert calls == [("GPU:0", True), ("GPU:1", True)]

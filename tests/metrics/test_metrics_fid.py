@@ -112,10 +112,10 @@ def test_reference_is_cached_by_content(prepared_dir, installed_inception, monke
 
 
 def test_cli_stats_export_and_import(prepared_dir, installed_inception, tmp_path, monkeypatch, private_cache):
-    from ctbench.metrics.fid import TriPlanarFID
+    import ctbench.metrics
 
-    monkeypatch.setattr(TriPlanarFID, "__init__", lambda self, **k: super(TriPlanarFID, self).__init__(2) or setattr(
-        self, "slice_step", 32) or setattr(self, "compile", False) or setattr(self, "bf16", False))
+    real_get = ctbench.metrics.get_metric
+    monkeypatch.setattr(ctbench.metrics, "get_metric", lambda name: real_get(name, groups=1, slice_step=32))
     runner = CliRunner()
     res = runner.invoke(main, ["stats", str(prepared_dir), "--metric", "fid", "--export", str(tmp_path)])
     assert res.exit_code == 1 and "--unverified-weights" in res.output

@@ -100,6 +100,10 @@ def test_load_rejects_foreign_file(tmp_path):
     np.savez(bad, x=np.zeros(3))
     with pytest.raises(ValueError, match="bad.npz: not a ctbench statistics file"):
         FeatureSetStats.load(bad)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(bad.read_bytes()[:50])
+    with pytest.raises(ValueError, match="truncated.npz: not a ctbench statistics file"):
+        FeatureSetStats.load(truncated)
 
 
 FIELDS = {
