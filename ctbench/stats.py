@@ -220,9 +220,12 @@ def cache_path(metric: str, fields: dict[str, Any]) -> Path:
     return stats_cache_dir(metric) / f"{content_key(fields)}.npz"
 
 
-def load_cached(metric: str, fields: dict[str, Any]) -> FeatureSetStats | None:
-    """Cached statistics for exactly ``fields``, or None (also None when the stored fields differ)."""
-    path = cache_path(metric, fields)
+def partial_path(metric: str, fields: dict[str, Any]) -> Path:
+    """Where an unfinished reference computation keeps its progress (``<key>.partial.npz``)."""
+    return cache_path(metric, fields).with_suffix(".partial.npz")
+
+
+def _load_matching(path: Path, fields: dict[str, Any]) -> FeatureSetStats | None:
     if not path.is_file():
         return None
     stats = FeatureSetStats.load(path)
@@ -231,11 +234,22 @@ def load_cached(metric: str, fields: dict[str, Any]) -> FeatureSetStats | None:
     return stats
 
 
+def load_cached(metric: str, fields: dict[str, Any]) -> FeatureSetStats | None:
+    """Cached statistics for exactly ``fields``, or None (also None when the stored fields differ)."""
+    return _load_matching(cache_path(metric, fields), fields)
+
+
+def load_partial(metric: str, fields: dict[str, Any]) -> FeatureSetStats | None:
+    """Progress of an interrupted computation for exactly ``fields`` (its ``n_volumes`` are done), or None."""
+    return _load_matching(partial_path(metric, fields), fields)
+
+
 def store_cached(metric: str, stats: FeatureSetStats) -> Path:
     """Store reference statistics under the key of ``stats.provenance['cache_fields']``, plus a JSON sidecar."""
     fields = stats.provenance["cache_fields"]
     path = cache_path(metric, fields)
     stats.save(path)
+    partial_path(metric, fields).unlink(missing_ok=True)
     sidecar = json.dumps({"key": path.stem, "fields": fields}, indent=2, sort_keys=True, default=str)
     atomic_write_bytes(path.with_suffix(".json"), sidecar.encode())
     return path

@@ -12,6 +12,7 @@ group out; the 95% interval is ``value ± 1.96·se_jackknife``. The real side is
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,11 +25,17 @@ from tqdm import tqdm
 from ctbench.extractors.slicing import check_volumes
 from ctbench.metrics.base import MetricValue
 from ctbench.metrics.frechet import FrechetEstimate, FrechetReference, frechet_with_jackknife
-from ctbench.stats import FeatureSetStats, GroupedStats, load_cached, store_cached
+from ctbench.stats import FeatureSetStats, GroupedStats, load_cached, load_partial, partial_path, store_cached
 from ctbench.weights import ResolvedWeights, resolve
 
 DEFAULT_GROUPS = 8
 """K of the grouped jackknife for generated sets (memory: K · dim² · 8 bytes per stream, 32 MiB each for FID)."""
+
+REFERENCE_BATCH = 4
+"""Real volumes read and extracted together when computing reference statistics."""
+
+SAVE_PROGRESS_EVERY_S = 60.0
+"""An interrupted reference computation resumes from its last save (``<key>.partial.npz``), at most this old."""
 
 INTERVAL_METHOD = "grouped jackknife over generated volumes (K groups, i % K), 95% normal; real side fixed"
 
@@ -147,7 +154,11 @@ class FeatureMetric(ABC):
         unverified_ok: bool = False,
         batch_size: int | None = None,
     ) -> FeatureSetStats:
-        """Statistics of the real volumes of ``split`` in a prepared folder, from the cache when the key matches."""
+        """Statistics of the real volumes of ``split`` in a prepared folder, from the cache when the key matches.
+
+        Resumable: with ``cache``, progress is saved every ``SAVE_PROGRESS_EVERY_S`` seconds and a later call with
+        the same key continues from it.
+        """
         from ctbench.data.prepared import load_manifest, read_volume
 
         weights = self.check_ready(unverified_ok)
@@ -159,13 +170,19 @@ class FeatureMetric(ABC):
         if not cases:
             raise ValueError(f"{Path(data_dir) / 'manifest.json'}: no finished cases in split {split!r}")
         acc = self.accumulator(device, batch_size, unverified_ok, groups=1)
-        step = 4
-        for start in tqdm(range(0, len(cases), step), desc=f"{self.name} reference ({split})", unit="batch"):
-            chunk = cases[start : start + step]
+        acc.stats.provenance["cache_fields"] = fields
+        if cache and (partial := load_partial(self.name, fields)) is not None:
+            acc.stats = partial  # resume: the first n_volumes cases (sorted by id) are in it
+        last_save = time.monotonic()
+        starts = range(acc.stats.n_volumes, len(cases), REFERENCE_BATCH)
+        for start in tqdm(starts, desc=f"{self.name} reference ({split})", unit="batch"):
+            chunk = cases[start : start + REFERENCE_BATCH]
             vols = torch.stack([torch.from_numpy(read_volume(c.path))[None] for c in chunk])
             acc.update(vols, indices=range(start, start + len(chunk)))
+            if cache and time.monotonic() - last_save >= SAVE_PROGRESS_EVERY_S and start + len(chunk) < len(cases):
+                acc.stats.save(partial_path(self.name, fields))
+                last_save = time.monotonic()
         stats = acc.result()
-        stats.provenance["cache_fields"] = fields
         if cache:
             store_cached(self.name, stats)
         return stats

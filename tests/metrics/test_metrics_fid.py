@@ -131,3 +131,40 @@ def test_cli_stats_export_and_import(prepared_dir, installed_inception, tmp_path
     assert res.exit_code == 0, res.output
     cached = list((private_cache / "stats" / "fid").glob("*.npz"))
     assert len(cached) == 1 and FeatureSetStats.load(cached[0]).provenance == exported.provenance
+
+
+def test_interrupted_reference_resumes_and_equals_an_uninterrupted_run(prepared_dir, installed_inception, monkeypatch):
+    import ctbench.metrics.feature as feature
+    from ctbench.data.prepared import load_manifest
+    from ctbench.stats import load_partial
+
+    n_train = len(load_manifest(prepared_dir).select("train"))
+    assert n_train > feature.REFERENCE_BATCH  # so there is a batch after the first
+    fid = get_metric("fid", slice_step=64)
+    whole = fid.reference(prepared_dir, "train", cache=False, unverified_ok=True)
+
+    monkeypatch.setattr(feature, "SAVE_PROGRESS_EVERY_S", 0.0)
+    real_update = feature.FeatureAccumulator.update
+    calls = []
+
+    def dies_on_second_batch(self, volumes, indices=None):
+        calls.append(len(volumes))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_update(self, volumes, indices)
+
+    monkeypatch.setattr(feature.FeatureAccumulator, "update", dies_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        fid.reference(prepared_dir, "train", unverified_ok=True)
+    weights = fid.check_ready(unverified_ok=True)
+    fields = fid.cache_fields(load_manifest(prepared_dir), "train", weights)
+    assert load_partial("fid", fields).n_volumes == feature.REFERENCE_BATCH
+
+    monkeypatch.setattr(feature.FeatureAccumulator, "update", real_update)
+    resumed = fid.reference(prepared_dir, "train", unverified_ok=True)
+    assert resumed.n_volumes == whole.n_volumes == n_train
+    assert load_partial("fid", fields) is None  # finished: progress file removed
+    for plane in ("xy", "xz", "yz"):
+        a, b = whole.streams[plane].total(), resumed.streams[plane].total()
+        assert a.count == b.count
+        np.testing.assert_allclose(b.outer, a.outer, rtol=1e-5, atol=1e-6 * np.abs(a.outer).max())
