@@ -10,6 +10,9 @@ Rules:
 * Ranking within a group: by the first of :data:`RANK_BY` every ranked row has; lower is better. Rows
   missing it are listed after the ranked ones without a rank.
 * ``against``: each row gains ``Δ metric = row − reference`` for the reference generator of the same group.
+
+The CSV goes through :mod:`csv`; Markdown and HTML are written directly (pandas' ``to_markdown`` needs the
+``tabulate`` package, and the "—"/unverified styling is simpler by hand); plots are matplotlib.
 """
 
 from __future__ import annotations

@@ -52,7 +52,14 @@ class RealHoldout(_Baseline):
         return {"test": {"split": "test"}, "train": {"split": "train"}}
 
     @classmethod
-    def load(cls, checkpoint, *, variant=None, overrides=None, context=None) -> RealHoldout:
+    def load(
+        cls,
+        checkpoint: Path | None,
+        *,
+        variant: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        context: LoadContext | None = None,
+    ) -> RealHoldout:
         from ctbench.data.prepared import cases
 
         variant = variant or cls.default_variant()
@@ -85,7 +92,14 @@ class GaussianNoise(_Baseline):
         return {"wide": {"std": 1.0}}
 
     @classmethod
-    def load(cls, checkpoint, *, variant=None, overrides=None, context=None) -> GaussianNoise:
+    def load(
+        cls,
+        checkpoint: Path | None,
+        *,
+        variant: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        context: LoadContext | None = None,
+    ) -> GaussianNoise:
         variant = variant or cls.default_variant()
         return cls(variant, cls.resolve_config(variant, overrides), overrides or {})
 
@@ -107,7 +121,14 @@ class MeanVolume(_Baseline):
         return {"split": "train"}
 
     @classmethod
-    def load(cls, checkpoint, *, variant=None, overrides=None, context=None) -> MeanVolume:
+    def load(
+        cls,
+        checkpoint: Path | None,
+        *,
+        variant: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        context: LoadContext | None = None,
+    ) -> MeanVolume:
         from ctbench.data.prepared import cases, read_volume
 
         variant = variant or cls.default_variant()
