@@ -11,7 +11,7 @@ import importlib
 import numpy as np
 import pytest
 
-from ctbench.evaluate import EvalOptions, EvaluationError, evaluate
+from ctbench.evaluate import EvalOptions, EvaluationError, evaluate, plan_metrics
 from ctbench.leaderboard import collect
 from ctbench.record import read_record
 
@@ -55,3 +55,6 @@ def test_feature_metric_with_unverified_weights_is_recorded_and_unranked(prepare
     assert rec["metrics"]["intensity_w1"]["value"] > 0
     (group,) = collect(tmp_path / "r")
     assert not group.rows and [r.label for r in group.unverified] == ["noise"]  # listed apart, not ranked
+    # with no metrics named, whatever can run here runs: FVD (its weights are installed), not FID
+    run, skipped = plan_metrics(EvalOptions(data=str(prepared_dir), generator="noise", unverified_weights=True))
+    assert "fvd" in run and "fid" not in run and set(skipped) == {"fid"}
