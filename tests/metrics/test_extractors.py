@@ -98,10 +98,10 @@ def test_inception_equals_torch_fidelity_extractor(extractor, inception_weights,
 
 
 def test_batch_size_independence_and_determinism(extractor, inception_weights, slices):
-    one = InceptionFeatures(inception_weights, batch_size=1)(slices)
-    five = InceptionFeatures(inception_weights, batch_size=5)(slices)
-    torch.testing.assert_close(one, five, rtol=0, atol=1e-5 * float(five.abs().max()))
-    torch.testing.assert_close(extractor(slices), extractor(slices), rtol=0, atol=0)
+    three = slices[:3]
+    one = InceptionFeatures(inception_weights, batch_size=1)(three)
+    torch.testing.assert_close(one, extractor(three), rtol=0, atol=1e-5 * float(one.abs().max()))  # batch 4 here
+    torch.testing.assert_close(extractor(three), extractor(three), rtol=0, atol=0)
 
 
 def test_wrong_architecture_file_is_refused(tmp_path):

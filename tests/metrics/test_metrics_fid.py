@@ -45,21 +45,20 @@ def test_unverified_weights_need_the_override(fid):
 
 
 def test_sharded_statistics_equal_single_pass_and_score(fid, volumes):
-    whole = _accumulate(fid, [(volumes, [0, 1, 2])])
-    shard_a = _accumulate(fid, [(volumes[2:], [2])])
-    shard_b = _accumulate(fid, [(volumes[:1], [0]), (volumes[1:2], [1])])
-    merged = shard_b.merge(shard_a)
-    assert merged.n_volumes == whole.n_volumes == 3
+    vols = volumes[:2]
+    whole = _accumulate(fid, [(vols, [0, 1])])
+    merged = _accumulate(fid, [(vols[1:], [1])]).merge(_accumulate(fid, [(vols[:1], [0])]))
+    assert merged.n_volumes == whole.n_volumes == 2
     for plane, n_slices in (("xy", 2), ("xz", 4), ("yz", 4)):
         w, m = whole.streams[plane], merged.streams[plane]
-        assert w.total().count == 3 * n_slices and [g.count for g in w.groups] == [2 * n_slices, n_slices]
+        assert w.total().count == 2 * n_slices and [g.count for g in w.groups] == [n_slices, n_slices]
         for a, b in zip(w.groups, m.groups, strict=True):
             assert a.count == b.count
             np.testing.assert_allclose(b.outer, a.outer, rtol=1e-5, atol=1e-6 * np.abs(a.outer).max())
 
     # against a different set: positive on every plane, each value with N and a jackknife interval
-    other = _accumulate(fid, [(-volumes.flip(2), [0, 1, 2])])
-    with pytest.warns(UserWarning, match="only 6 samples for 2048-d"):  # N < 2048 here, by design
+    other = _accumulate(fid, [(-vols.flip(2), [0, 1])])
+    with pytest.warns(UserWarning, match="only 4 samples for 2048-d"):  # N < 2048 here, by design
         diff = fid.score(other, whole)
     assert set(diff) == set(fid.keys)
     for key in fid.keys:
@@ -69,16 +68,25 @@ def test_sharded_statistics_equal_single_pass_and_score(fid, volumes):
         assert v.interval is not None and v.interval[0] <= v.value <= v.interval[1]
         assert v.interval_method.startswith("grouped jackknife") and "not comparable" in v.note
         assert MetricValue.from_dict(v.to_dict()) == v
-    assert diff["fid_xy"].n == 6 and diff["fid_xz"].n == 12 and diff["fid_mean"].n == 3
+    assert diff["fid_xy"].n == 4 and diff["fid_xz"].n == 8 and diff["fid_mean"].n == 2
     mean = np.mean([diff[k].value for k in ("fid_xy", "fid_xz", "fid_yz")])
     assert diff["fid_mean"].value == pytest.approx(mean)
 
 
-def test_score_refuses_statistics_of_different_provenance(fid, volumes, installed_inception):
-    a = _accumulate(fid, [(volumes[:1], [0])])
-    b = _accumulate(get_metric("fid", groups=2, slice_step=64), [(volumes[:1], [0])])
+def test_score_refuses_statistics_of_different_provenance(fid, installed_inception):
+    from ctbench.stats import GroupedStats
+
+    def stats_of(metric):
+        streams = {p: GroupedStats(metric.dim, 1) for p in metric.streams}
+        return FeatureSetStats(streams, 0, metric.provenance(metric.check_ready(unverified_ok=True)))
+
+    coarse = get_metric("fid", groups=2, slice_step=64)
     with pytest.raises(ValueError, match="differ in options"):
-        fid.score(a, b)
+        fid.score(stats_of(fid), stats_of(coarse))
+    other_weights = stats_of(fid)
+    other_weights.provenance["weights_sha256"] = "0" * 64
+    with pytest.raises(ValueError, match="differ in weights_sha256"):
+        fid.score(stats_of(fid), other_weights)
 
 
 def test_bad_volume_shape_is_refused(fid):
@@ -140,7 +148,7 @@ def test_interrupted_reference_resumes_and_equals_an_uninterrupted_run(prepared_
 
     n_train = len(load_manifest(prepared_dir).select("train"))
     assert n_train > feature.REFERENCE_BATCH  # so there is a batch after the first
-    fid = get_metric("fid", slice_step=64)
+    fid = get_metric("fid", slice_step=128)  # one slice per plane and volume
     whole = fid.reference(prepared_dir, "train", cache=False, unverified_ok=True)
 
     monkeypatch.setattr(feature, "SAVE_PROGRESS_EVERY_S", 0.0)
