@@ -5,14 +5,17 @@ Two networks are pinned (:data:`WEIGHTS`):
 * ``inception-v3-compat``: the TensorFlow FID InceptionV3 (``pt_inception-2015-12-05``) converted to PyTorch,
   one ``.pth`` file, as torch-fidelity and pytorch-fid distribute it. Verified by its sha256.
 * ``i3d-kinetics-400``: the TF-Hub module ``deepmind/i3d-kinetics-400/1``, a SavedModel folder. Verified by a
-  content hash of the folder (sha256 over the sorted relative paths and the sha256 of each file), because the
-  tarball served by TF-Hub/Kaggle is re-packed by the server and its bytes are not stable.
+  content hash of the folder (sha256 over the sorted relative paths and the sha256 of each file): the
+  tarball is served through redirects (tfhub.dev → Kaggle) with no published hash, and its bytes may change
+  when re-packed, while the unpacked files are what TensorFlow loads.
 
 Weights live in ``$CTBENCH_CACHE/weights`` (default ``~/.cache/ctbench/weights``). ``fetch`` downloads them with
 pooch and checks the pinned hash; ``import_weights`` copies a local file or folder in (air-gapped machines);
-``resolve`` finds them for a metric, or raises :class:`~ctbench.metrics.base.MetricUnavailable` naming the file,
-the places searched and both ways to get it. ``unverified_ok=True`` accepts any file of the right architecture;
-everything computed with it is marked unverified.
+``resolve`` finds them for a metric (in that cache, then in ``$TORCH_HOME/hub/checkpoints`` where torch-fidelity
+downloads the same file, then in ``TFHUB_CACHE_DIR`` for the TF-Hub module), or raises
+:class:`~ctbench.metrics.base.MetricUnavailable` naming the file, the places searched and both ways to get it.
+``unverified_ok=True`` accepts any file of the right architecture; everything computed with it is marked
+unverified.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         kind="savedmodel",
         filename="i3d-kinetics-400-1",
         url=I3D_HANDLE + "?tf-hub-format=compressed",
-        # The served tarball is re-packed (its bytes change); no folder content hash has been published.
+        # No hash of the module is published, and none could be recorded here (no internet).
         # Fill this in from `ctbench weights status` on a machine that fetched it; until then FVD is unverified.
         sha256=None,
         handle=I3D_HANDLE,
@@ -121,9 +124,19 @@ def tfhub_module_dir(handle: str) -> Path:
     return Path(root).expanduser() / hashlib.sha1(handle.encode("utf8")).hexdigest()
 
 
+def torch_hub_checkpoint(filename: str) -> Path:
+    """Where ``torch.hub`` (hence torch-fidelity) caches a downloaded file: ``$TORCH_HOME/hub/checkpoints``."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
 def candidates(spec: WeightSpec) -> list[Path]:
-    """Every place searched for ``spec``, in order: the ctbench weights cache, then the TF-Hub cache."""
+    """Every place searched for ``spec``, in order: the ctbench weights cache, then where the reference tools keep
+    it (torch-fidelity's torch.hub download for files, the TF-Hub cache for modules)."""
     places = [weights_dir() / spec.filename]
+    if spec.kind == "file":
+        places.append(torch_hub_checkpoint(spec.filename))
     if spec.handle:
         places.append(tfhub_module_dir(spec.handle))
     return places

@@ -41,19 +41,24 @@ def stats(prepared_dir, split, metrics, device, batch_size, no_cache, export_dir
         if not import_files:
             raise click.UsageError("give PREPARED_DIR, or --import FILE")
         return
+    unavailable = []
     for name in metrics:
         m = get_metric(name)
         try:
             ref = m.reference(prepared_dir, split, device=device, cache=not no_cache,
                               unverified_ok=unverified_weights, batch_size=batch_size)
-        except MetricUnavailable as exc:
-            raise click.ClickException(f"{name}: {exc}") from exc
+        except MetricUnavailable as exc:  # the other metrics still run; the command fails at the end
+            click.echo(f"{name}: not computed: {exc}", err=True)
+            unavailable.append(name)
+            continue
         counts = ", ".join(f"{s}: N={g.total().count}" for s, g in ref.streams.items())
         flag = "" if ref.provenance.get("verified") else " [UNVERIFIED weights]"
         click.echo(f"{name} {split}: {ref.n_volumes} volumes ({counts}){flag}")
         if export_dir is not None:
             out = ref.save(Path(export_dir) / f"{name}-{split}.npz")
             click.echo(f"  exported to {out}")
+    if unavailable:
+        raise click.ClickException(f"no statistics for: {', '.join(unavailable)} (see above)")
 
 
 @click.group()

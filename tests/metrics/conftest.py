@@ -11,10 +11,11 @@ import torch
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch) -> Path:
-    """Every test gets its own CTBENCH_CACHE and TFHUB_CACHE_DIR; the real home cache is never touched."""
+    """Every test gets its own CTBENCH_CACHE, TFHUB_CACHE_DIR and TORCH_HOME; home caches are never touched."""
     root = tmp_path_factory.mktemp("ctbench-cache")
     monkeypatch.setenv("CTBENCH_CACHE", str(root))
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(root / "tfhub"))
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
     return root
 
 

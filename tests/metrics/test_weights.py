@@ -121,3 +121,13 @@ def test_cli_weights_import_and_status(inception_weights):
     res = runner.invoke(main, ["weights", "status"])
     assert res.exit_code == 0
     assert "inception-v3-compat    WRONG HASH" in res.output and "i3d-kinetics-400       missing" in res.output
+
+
+def test_torch_fidelity_download_is_found_where_torch_hub_keeps_it(inception_weights, private_cache):
+    spec = W.WEIGHTS["inception-v3-compat"]
+    hub_file = W.torch_hub_checkpoint(spec.filename)
+    assert hub_file.is_relative_to(private_cache / "torch")  # TORCH_HOME is honoured
+    hub_file.parent.mkdir(parents=True)
+    shutil.copy(inception_weights, hub_file)
+    assert W.locate("inception-v3-compat") == hub_file
+    assert W.resolve("inception-v3-compat", unverified_ok=True).path == hub_file
