@@ -157,7 +157,9 @@ class FeatureMetric(ABC):
         """Statistics of the real volumes of ``split`` in a prepared folder, from the cache when the key matches.
 
         Resumable: with ``cache``, progress is saved every ``SAVE_PROGRESS_EVERY_S`` seconds and a later call with
-        the same key continues from it.
+        the same key continues from it. Under ``torch.distributed`` (torchrun) every rank must call this: each
+        extracts every world-th batch, the statistics are all-reduced, rank 0 writes the cache (no progress
+        file then).
         """
         from ctbench.data.prepared import load_manifest, read_volume
 
@@ -171,19 +173,23 @@ class FeatureMetric(ABC):
             raise ValueError(f"{Path(data_dir) / 'manifest.json'}: no finished cases in split {split!r}")
         acc = self.accumulator(device, batch_size, unverified_ok, groups=1)
         acc.stats.provenance["cache_fields"] = fields
-        if cache and (partial := load_partial(self.name, fields)) is not None:
+        rank, world = _rank_and_world()
+        resumable = cache and world == 1  # ranks would race on one progress file
+        if resumable and (partial := load_partial(self.name, fields)) is not None:
             acc.stats = partial  # resume: the first n_volumes cases (sorted by id) are in it
         last_save = time.monotonic()
-        starts = range(acc.stats.n_volumes, len(cases), REFERENCE_BATCH)
-        for start in tqdm(starts, desc=f"{self.name} reference ({split})", unit="batch"):
+        starts = range(acc.stats.n_volumes, len(cases), REFERENCE_BATCH)[rank::world]  # this rank's batches
+        for start in tqdm(starts, desc=f"{self.name} reference ({split})", unit="batch", disable=rank != 0):
             chunk = cases[start : start + REFERENCE_BATCH]
             vols = torch.stack([torch.from_numpy(read_volume(c.path))[None] for c in chunk])
             acc.update(vols, indices=range(start, start + len(chunk)))
-            if cache and time.monotonic() - last_save >= SAVE_PROGRESS_EVERY_S and start + len(chunk) < len(cases):
+            if resumable and time.monotonic() - last_save >= SAVE_PROGRESS_EVERY_S and start + len(chunk) < len(cases):
                 acc.stats.save(partial_path(self.name, fields))
                 last_save = time.monotonic()
         stats = acc.result()
-        if cache:
+        if world > 1:
+            stats.all_reduce()
+        if cache and rank == 0:
             store_cached(self.name, stats)
         return stats
 
@@ -208,6 +214,15 @@ class FeatureMetric(ABC):
             "metric_version": self.version,
         }
         return self.values(estimates, fake, common)
+
+
+def _rank_and_world() -> tuple[int, int]:
+    """This process's rank and the world size under ``torch.distributed`` (``(0, 1)`` when not initialised)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def interval_note(estimate: FrechetEstimate) -> str:

@@ -176,3 +176,38 @@ def test_interrupted_reference_resumes_and_equals_an_uninterrupted_run(prepared_
         a, b = whole.streams[plane].total(), resumed.streams[plane].total()
         assert a.count == b.count
         np.testing.assert_allclose(b.outer, a.outer, rtol=1e-5, atol=1e-6 * np.abs(a.outer).max())
+
+
+def _reference_worker(rank: int, world: int, init_file: str, prepared: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        stats = get_metric("fid", slice_step=128).reference(prepared, "train", unverified_ok=True)
+        stats.save(f"{out}.{rank}.npz")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_reference_under_torch_distributed_equals_one_process(prepared_dir, installed_inception, tmp_path):
+    """Two gloo ranks split the batches, all-reduce, and both return the single-process statistics."""
+    import torch.multiprocessing as mp
+
+    from ctbench.stats import load_cached
+
+    out = tmp_path / "ref"
+    mp.spawn(_reference_worker, args=(2, str(tmp_path / "init"), str(prepared_dir), str(out)), nprocs=2)
+    fid = get_metric("fid", slice_step=128)
+    single = fid.reference(prepared_dir, "train", cache=False, unverified_ok=True)
+    for rank in (0, 1):
+        got = FeatureSetStats.load(f"{out}.{rank}.npz")
+        assert got.n_volumes == single.n_volumes
+        for plane in ("xy", "xz", "yz"):
+            a, b = single.streams[plane].total(), got.streams[plane].total()
+            assert a.count == b.count
+            np.testing.assert_allclose(b.outer, a.outer, rtol=1e-5, atol=1e-6 * np.abs(a.outer).max())
+    # rank 0 wrote the cache; this process now gets it without recomputing
+    from ctbench.data.prepared import load_manifest
+
+    fields = fid.cache_fields(load_manifest(prepared_dir), "train", fid.check_ready(unverified_ok=True))
+    assert load_cached("fid", fields).n_volumes == single.n_volumes
