@@ -168,10 +168,6 @@ def plan_metrics(opts: EvalOptions) -> tuple[list[str], dict[str, str]]:
     for name in requested:
         if name not in ALL_METRICS:
             raise UnknownNameError(name, list(ALL_METRICS), kind="metric")
-    if "fvd" in requested:
-        # triton (via torch._dynamo, which torchvision imports) segfaults when loaded after TensorFlow's LLVM
-        # symbols; loading it first makes any later import order safe
-        import torch._dynamo  # noqa: F401
     run, skipped = [], {}
     for name in requested:
         if name in FEATURE_METRICS:

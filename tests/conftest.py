@@ -1,9 +1,11 @@
-"""Shared fixtures: a small prepared folder (synthetic phantoms) and the real scans beside the project."""
+"""Shared fixtures: a small prepared folder (synthetic phantoms), the real scans beside the project, and a tiny
+stand-in for the I3D network (FVD) that TensorFlow saves on the spot."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REAL_CT_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-ct"
@@ -41,3 +43,35 @@ def real_ct_dir() -> Path:
     if not (REAL_CT_DIR / "example_ct_sm.nii.gz").is_file():
         pytest.skip(f"real scans not found at {REAL_CT_DIR.resolve()}")
     return REAL_CT_DIR.resolve()
+
+
+def make_i3d_standin(path: Path, seed: int = 0) -> Path:
+    """Save a tiny SavedModel with I3D's ``default`` signature: ``(N, T, 224, 224, 3)`` float → ``(N, 400)``.
+
+    Per frame it pools 4×4 blocks of the frame, applies a random linear map and a ReLU, then averages over
+    time, so it is nonlinear, sensitive to spatial content and to every input channel.
+    """
+    from ctbench.extractors.i3d import import_tensorflow
+
+    tf = import_tensorflow()[0]  # loads triton before TensorFlow: the other order crashes
+    rng = np.random.default_rng(seed)
+    w = tf.constant(rng.normal(size=(3 * 56 * 56 // 16, 400)).astype(np.float32) * 0.05)
+
+    class StandIn(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 224, 224, 3], tf.float32)])
+        def default(self, video):
+            n, t = tf.shape(video)[0], tf.shape(video)[1]
+            frames = tf.reshape(video, [n * t, 224, 224, 3])
+            pooled = tf.nn.avg_pool2d(frames, ksize=16, strides=16, padding="VALID")  # (n*t, 14, 14, 3)
+            h = tf.nn.relu(tf.reshape(pooled, [n * t, 14 * 14 * 3]) @ w + 0.1)
+            return {"default": tf.reduce_mean(tf.reshape(h, [n, t, 400]), axis=1)}
+
+    module = StandIn()
+    tf.saved_model.save(module, str(path), signatures={"default": module.default})
+    return path
+
+
+@pytest.fixture(scope="session")
+def i3d_standin(tmp_path_factory) -> Path:
+    """A SavedModel folder with I3D's signature (see :func:`make_i3d_standin`); not imported into any cache."""
+    return make_i3d_standin(tmp_path_factory.mktemp("i3d") / "i3d-standin")

@@ -31,11 +31,12 @@ PREPROCESSING = (
 def import_tensorflow() -> tuple[Any, Any]:
     """Import TensorFlow and tensorflow_hub (``MetricUnavailable`` if missing); enable GPU memory growth.
 
-    torch's native extras (triton, pulled in by torchvision) crash the process when first loaded after
-    TensorFlow, so torchvision is imported before TensorFlow here (torch_fidelity, imported above, does so).
+    triton (loaded by ``torch._dynamo``, which torchvision and torch.compile import) segfaults the process
+    when first loaded after TensorFlow's LLVM symbols, so it is loaded here first; any later import order is
+    then safe. A user who imports TensorFlow before ctbench or torchvision must do the same.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import torchvision  # noqa: F401  (load order: see above)
+    import torch._dynamo  # noqa: F401  (load order: see above)
 
     try:
         import tensorflow as tf

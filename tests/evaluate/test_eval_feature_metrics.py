@@ -6,9 +6,6 @@ jackknife intervals cost minutes on 2 CPU cores and are tested in tests/metrics.
 
 from __future__ import annotations
 
-import importlib
-
-import numpy as np
 import pytest
 
 from ctbench.evaluate import EvalOptions, EvaluationError, evaluate, plan_metrics
@@ -17,30 +14,14 @@ from ctbench.record import read_record
 
 
 @pytest.fixture()
-def i3d_standin(tmp_path, empty_weights_cache):
-    """A SavedModel with I3D's ``default`` signature ((N, T, 224, 224, 3) → (N, 400)), imported as unverified."""
-    importlib.import_module("torch._dynamo")  # before TensorFlow, as evaluate does: the other order segfaults
-    import tensorflow as tf
-
+def installed_i3d(i3d_standin, empty_weights_cache):
+    """The I3D stand-in imported into the (otherwise empty) weights cache, as unverified weights."""
     from ctbench.weights import import_weights
 
-    proj = tf.constant(np.random.default_rng(7).normal(size=(28 * 28 * 3, 400)).astype(np.float32) / 40)
-
-    class TinyVideoNet(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, None, 224, 224, 3], tf.float32)])
-        def default(self, video):
-            n, t = tf.shape(video)[0], tf.shape(video)[1]
-            small = tf.nn.avg_pool2d(tf.reshape(video, [n * t, 224, 224, 3]), ksize=8, strides=8, padding="VALID")
-            feats = tf.tanh(tf.reshape(small, [n * t, 28 * 28 * 3]) @ proj)
-            return {"default": tf.reduce_mean(tf.reshape(feats, [n, t, 400]), axis=1)}
-
-    net = TinyVideoNet()
-    path = tmp_path / "i3d-standin"
-    tf.saved_model.save(net, str(path), signatures={"default": net.default})
-    return import_weights(path, "i3d-kinetics-400", unverified_ok=True)
+    return import_weights(i3d_standin, "i3d-kinetics-400", unverified_ok=True)
 
 
-def test_feature_metric_with_unverified_weights_is_recorded_and_unranked(prepared_dir, tmp_path, i3d_standin):
+def test_feature_metric_with_unverified_weights_is_recorded_and_unranked(prepared_dir, tmp_path, installed_i3d):
     base = dict(
         data=str(prepared_dir), generator="noise", n=4, seed=0, out=str(tmp_path / "r"), metrics=["fvd", "intensity"],
         split="train",  # the only split of the shared folder with enough volumes for a covariance

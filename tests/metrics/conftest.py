@@ -1,10 +1,10 @@
-"""Fixtures for the metrics tests: a private CTBENCH_CACHE, random InceptionV3 weights, a tiny I3D stand-in."""
+"""Fixtures for the metrics tests: a private CTBENCH_CACHE and random InceptionV3 weights (the I3D stand-in is
+in tests/conftest.py, shared with the evaluate tests)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -47,37 +47,6 @@ def installed_inception(inception_weights, private_cache):
     from ctbench.weights import import_weights
 
     return import_weights(inception_weights, "inception-v3-compat", unverified_ok=True)
-
-
-def make_i3d_standin(path: Path, seed: int = 0) -> Path:
-    """Save a tiny SavedModel with I3D's ``default`` signature: ``(N, T, 224, 224, 3)`` float → ``(N, 400)``.
-
-    Per frame it pools 4×4 blocks of the frame, applies a random linear map and a ReLU, then averages over
-    time, so it is nonlinear, sensitive to spatial content and to every input channel.
-    """
-    from ctbench.extractors.i3d import import_tensorflow
-
-    tf = import_tensorflow()[0]  # imports torchvision first: the other order crashes
-    rng = np.random.default_rng(seed)
-    w = tf.constant(rng.normal(size=(3 * 56 * 56 // 16, 400)).astype(np.float32) * 0.05)
-
-    class StandIn(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, None, 224, 224, 3], tf.float32)])
-        def default(self, video):
-            n, t = tf.shape(video)[0], tf.shape(video)[1]
-            frames = tf.reshape(video, [n * t, 224, 224, 3])
-            pooled = tf.nn.avg_pool2d(frames, ksize=16, strides=16, padding="VALID")  # (n*t, 14, 14, 3)
-            h = tf.nn.relu(tf.reshape(pooled, [n * t, 14 * 14 * 3]) @ w + 0.1)
-            return {"default": tf.reduce_mean(tf.reshape(h, [n, t, 400]), axis=1)}
-
-    module = StandIn()
-    tf.saved_model.save(module, str(path), signatures={"default": module.default})
-    return path
-
-
-@pytest.fixture(scope="session")
-def i3d_standin(tmp_path_factory) -> Path:
-    return make_i3d_standin(tmp_path_factory.mktemp("i3d") / "i3d-standin")
 
 
 @pytest.fixture

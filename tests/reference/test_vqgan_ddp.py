@@ -19,28 +19,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, config: dict, out: str) -> None:
+def _worker(rank: int, world: int, port: int, config: dict, volumes: list[torch.Tensor], out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    from conftest import _toy_volumes
-
     try:
-        result = train(config, _toy_volumes(4), Path(out) / "run", progress=False)
+        result = train(config, volumes, Path(out) / "run", progress=False)
         torch.save({k: m.state_dict() for k, m in result.models.items()}, Path(out) / f"rank{rank}.pt")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
-def test_two_process_gloo_training_keeps_ranks_identical(tiny_config, tmp_path):
+def test_two_process_gloo_training_keeps_ranks_identical(tiny_config, toy_volumes, tmp_path):
     config = tiny_config(
         "full",
         vqgan={"train": {"steps": 2, "batch_size": 1}, "discriminator": {"start_step": 1}},
         ddpm={"train": {"steps": 2, "batch_size": 2}, "scale_batches": 1},
         checkpoint={"sample_every": 0},
     )
-    mp.spawn(_worker, args=(2, _free_port(), config, str(tmp_path)), nprocs=2, join=True)
+    # the data travel as arguments: a spawned child cannot tell this folder's conftest from tests/conftest.py
+    mp.spawn(_worker, args=(2, _free_port(), config, toy_volumes(4), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert r0.keys() == r1.keys() == {"vqgan", "unet", "ema"}
     for model in r0:
