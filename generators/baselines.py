@@ -22,10 +22,16 @@ from ctbench.seeding import sample_generator, sample_seed
 VERSION = "1"
 
 
-def _data_dir(context: LoadContext | None, name: str) -> Path:
+def _split_cases(context: LoadContext | None, name: str, split: str) -> list:
+    """The prepared cases of ``split`` in the folder given by ``context``; errors name the generator and folder."""
+    from ctbench.data.prepared import cases
+
     if context is None or context.data_dir is None:
         raise ValueError(f"generator {name!r} reads real volumes: pass a prepared folder (--data)")
-    return Path(context.data_dir)
+    found = cases(Path(context.data_dir), split)
+    if not found:
+        raise ValueError(f"generator {name!r}: split {split!r} of {context.data_dir} is empty")
+    return found
 
 
 class _Baseline(Generator):
@@ -60,14 +66,10 @@ class RealHoldout(_Baseline):
         overrides: dict[str, Any] | None = None,
         context: LoadContext | None = None,
     ) -> RealHoldout:
-        from ctbench.data.prepared import cases
-
         variant = variant or cls.default_variant()
         config = cls.resolve_config(variant, overrides)
         gen = cls(variant, config, overrides or {})
-        gen.cases = cases(_data_dir(context, cls.name), config["split"])
-        if not gen.cases:
-            raise ValueError(f"generator {cls.name!r}: split {config['split']!r} of {context.data_dir} is empty")
+        gen.cases = _split_cases(context, cls.name, config["split"])
         return gen
 
     def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:
@@ -129,14 +131,12 @@ class MeanVolume(_Baseline):
         overrides: dict[str, Any] | None = None,
         context: LoadContext | None = None,
     ) -> MeanVolume:
-        from ctbench.data.prepared import cases, read_volume
+        from ctbench.data.prepared import read_volume
 
         variant = variant or cls.default_variant()
         config = cls.resolve_config(variant, overrides)
         gen = cls(variant, config, overrides or {})
-        train = cases(_data_dir(context, cls.name), config["split"])
-        if not train:
-            raise ValueError(f"generator {cls.name!r}: split {config['split']!r} of {context.data_dir} is empty")
+        train = _split_cases(context, cls.name, config["split"])
         total = np.zeros((64, 128, 128), dtype=np.float64)
         for case in tqdm(train, desc="mean-volume: averaging", unit="vol", leave=False):
             total += read_volume(case.path)
