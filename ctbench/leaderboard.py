@@ -46,7 +46,8 @@ COLUMN_ORDER = (
     "nn_corr",
     "nn_corr_real",
 )
-LOWER_IS_BETTER = {"fid_mean", "fid_xy", "fid_xz", "fid_yz", "fvd", "intensity_w1", "memorised", "nn_corr"}
+# nn_corr has no direction: lower means less copying but also less realism; it is read against nn_corr_real
+LOWER_IS_BETTER = {"fid_mean", "fid_xy", "fid_xz", "fid_yz", "fvd", "intensity_w1", "memorised"}
 MISSING = "—"
 UNITS = {"intensity_w1": "HU"}
 
