@@ -41,6 +41,10 @@ def train(spec: str, config_path: Path | None, data: Path, out: Path, stage: str
       ctbench train vqgan-ddpm@c8 --config configs/vqgan_ddpm/flare22.yaml --data prepared/ --out runs/c8
       ctbench train vqgan-ddpm --config configs/vqgan_ddpm/flare22.yaml --data prepared/ --out runs/full --resume
       torchrun --nproc-per-node 8 $(which ctbench) train vqgan-ddpm --config ... --data ... --out ...
+
+    Variants (ablations) of each generator: `ctbench ls`. A variant's own keys win over the config
+    file's (vqgan-ddpm@c8 with flare22.yaml trains c = 8); a file that sets them to other values is refused.
+    Ctrl-C leaves the last checkpoint intact; --resume continues from it.
     """
     name, variant = parse_spec(spec)
     file_variant, overrides = read_config_file(config_path) if config_path else (None, {})
@@ -56,5 +60,9 @@ def train(spec: str, config_path: Path | None, data: Path, out: Path, stage: str
     except (UnknownNameError, ValueError, FileExistsError, FileNotFoundError) as exc:
         where = f"{config_path}: " if config_path and "config key" in str(exc) else ""
         raise click.ClickException(f"{where}{exc}") from exc
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {out} keeps its last checkpoint (checkpoints are written atomically); "
+                   "run the same command with --resume to continue", err=True)
+        raise SystemExit(130) from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line, not one per process
         click.echo(f"checkpoint: {checkpoint}")

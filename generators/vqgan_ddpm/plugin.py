@@ -7,7 +7,8 @@ Load a checkpoint written by ``ctbench train vqgan-ddpm`` and sample volumes::
     x = gen.sample(4, seed=0)          # (4, 1, 64, 128, 128) float32 in [-1, 1]
 
 Sampling overrides (``sampling.sampler`` = ``ddim`` | ``ancestral``, ``sampling.steps``, ``sampling.eta``,
-``sampling.batch_size``) are the only overrides a trained checkpoint accepts.
+``sampling.batch_size``) and precision overrides (``bf16`` / ``channels_last``, each ``{"cuda": bool,
+"cpu": bool}``) are the only overrides a trained checkpoint accepts.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from ctbench.protocol import DEFAULT_PROTOCOL
 from ctbench.seeding import sample_generator
 
 from .build import build_sampler, build_unet, build_vqgan, latent_shape
-from .train import load_checkpoint, train
-from .variants import DEFAULT_VARIANT, VARIANTS, default_config
+from .train import Runtime, load_checkpoint, precision_for, train
+from .variants import DEFAULT_VARIANT, VARIANTS, default_config, resolve_variant_config
 
 PLUGIN_VERSION = "1.0.0"
+LOAD_OVERRIDES = frozenset({"sampling", "bf16", "channels_last"})  # what a trained checkpoint lets one change
 
 
 class VQGANDDPM(Generator):
@@ -45,8 +47,9 @@ class VQGANDDPM(Generator):
         self.vqgan.load_state_dict(state["vqgan"]["model"])
         self.unet = build_unet(config)
         self.unet.load_state_dict(state["ddpm"]["ema"])
-        self.vqgan.to(device).eval().requires_grad_(False)
-        self.unet.to(device).eval().requires_grad_(False)
+        self.runtime = Runtime(device=device, **precision_for(config, device))
+        self.runtime.prepare(self.vqgan).eval().requires_grad_(False)
+        self.runtime.prepare(self.unet).eval().requires_grad_(False)
         self.latent_scale = float(state["ddpm"]["latent_scale"])
         self.sampler = build_sampler(config)
         self.checkpoint_sha256 = checkpoint_sha256
@@ -62,6 +65,20 @@ class VQGANDDPM(Generator):
     @classmethod
     def default_variant(cls) -> str:
         return DEFAULT_VARIANT
+
+    @classmethod
+    def resolve_config(cls, variant: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Default config, then ``overrides`` (e.g. a YAML file's keys), then the variant's keys on top.
+
+        A variant is a named ablation, so its keys must hold whatever file is used: ``flare22.yaml``
+        spells out the whole default config (``compression: 4``), and ``@c8`` with it still trains c = 8.
+        An override that sets a variant's key to a value other than both the default and the variant's
+        is a contradiction and raises ``ValueError`` naming the key.
+        """
+        variant = variant or cls.default_variant()
+        if variant not in VARIANTS:
+            return super().resolve_config(variant, overrides)  # "default", or an unknown name's error
+        return resolve_variant_config(variant, overrides or {})
 
     @classmethod
     def load(
@@ -87,8 +104,9 @@ class VQGANDDPM(Generator):
             if not (state.get(stage) or {}).get("done"):
                 raise ValueError(f"{checkpoint}: the {stage} stage is not finished; train it first")
         overrides = overrides or {}
-        if set(overrides) - {"sampling"}:
-            raise ValueError(f"only 'sampling' overrides apply to a trained vqgan-ddpm, got {sorted(overrides)}")
+        if set(overrides) - LOAD_OVERRIDES:
+            known = ", ".join(sorted(LOAD_OVERRIDES))
+            raise ValueError(f"only {known} overrides apply to a trained vqgan-ddpm, got {sorted(overrides)}")
         config = deep_update(state["config"], overrides)
         device = (context or LoadContext()).device
         return cls(state, config, overrides, device, file_sha256(checkpoint))
@@ -113,10 +131,8 @@ class VQGANDDPM(Generator):
         ).checkpoint
 
     def _model(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda" and self.config["bf16_on_cuda"]:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return self.unet(x, t).float()
-        return self.unet(x, t)
+        with self.runtime.autocast():
+            return self.unet(x, t).float()
 
     @torch.no_grad()
     def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:

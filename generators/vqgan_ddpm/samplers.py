@@ -11,6 +11,7 @@ Every random draw of sample i comes from its own CPU ``torch.Generator`` (one pe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -25,7 +26,34 @@ def per_sample_noise(
     return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
 
 
-class AncestralSampler:
+class _ChainSampler:
+    """The reverse loop shared by both samplers; a subclass says how to take one step."""
+
+    name = ""
+    diffusion: GaussianDiffusion
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model: ModelFn,
+        shape: tuple[int, ...],
+        generators: list[torch.Generator],
+        device: torch.device | str = "cpu",
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Latents ``(N, *shape)`` float32, N = ``len(generators)``, from ``model`` (``(x_t, t) → (N, 2C, ...)``)."""
+        d = self.diffusion
+        x = per_sample_noise(shape, generators, device)
+        for i in tqdm(range(d.num_timesteps - 1, -1, -1), desc=self.name, disable=not progress, leave=False):
+            t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
+            x = self._step(d.p_mean_variance(model, x, t), i, lambda: per_sample_noise(shape, generators, device))
+        return x
+
+    def _step(self, p: dict[str, torch.Tensor], i: int, noise: Callable[[], torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class AncestralSampler(_ChainSampler):
     """Ancestral sampling with the learned variance; ``steps`` < T samples a respaced chain."""
 
     name = "ancestral"
@@ -34,28 +62,12 @@ class AncestralSampler:
         full = steps is None or steps == diffusion.num_timesteps
         self.diffusion = diffusion if full else diffusion.evenly_spaced(steps)
 
-    @torch.no_grad()
-    def sample(
-        self,
-        model: ModelFn,
-        shape: tuple[int, ...],
-        generators: list[torch.Generator],
-        device: torch.device | str = "cpu",
-        progress: bool = False,
-    ) -> torch.Tensor:
-        """Latents ``(N, *shape)`` float32, N = ``len(generators)``."""
-        d = self.diffusion
-        x = per_sample_noise(shape, generators, device)
-        for i in tqdm(range(d.num_timesteps - 1, -1, -1), desc="ancestral", disable=not progress, leave=False):
-            t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
-            p = d.p_mean_variance(model, x, t)
-            x = p["mean"]
-            if i > 0:
-                x = x + torch.exp(0.5 * p["log_variance"]) * per_sample_noise(shape, generators, device)
-        return x
+    def _step(self, p: dict[str, torch.Tensor], i: int, noise: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """x_{t-1} = mean + σ_t · z (no noise at the last step)."""
+        return p["mean"] + torch.exp(0.5 * p["log_variance"]) * noise() if i > 0 else p["mean"]
 
 
-class DDIMSampler:
+class DDIMSampler(_ChainSampler):
     """DDIM (Song et al. 2021) on ``steps`` evenly spaced timesteps; ``eta`` scales the injected noise."""
 
     name = "ddim"
@@ -64,27 +76,13 @@ class DDIMSampler:
         self.diffusion = diffusion.evenly_spaced(steps)
         self.eta = eta
 
-    @torch.no_grad()
-    def sample(
-        self,
-        model: ModelFn,
-        shape: tuple[int, ...],
-        generators: list[torch.Generator],
-        device: torch.device | str = "cpu",
-        progress: bool = False,
-    ) -> torch.Tensor:
-        """Latents ``(N, *shape)`` float32, N = ``len(generators)``."""
+    def _step(self, p: dict[str, torch.Tensor], i: int, noise: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """x_{t-1} = √ᾱ_{t-1} x̂_0 + √(1 - ᾱ_{t-1} - σ²) ε̂ (+ σ z when η > 0)."""
         d = self.diffusion
-        x = per_sample_noise(shape, generators, device)
-        for i in tqdm(range(d.num_timesteps - 1, -1, -1), desc="ddim", disable=not progress, leave=False):
-            t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
-            p = d.p_mean_variance(model, x, t)
-            ac, ac_prev = d.alphas_cumprod[i], d.alphas_cumprod_prev[i]
-            sigma = self.eta * math.sqrt((1 - ac_prev) / (1 - ac) * (1 - ac / ac_prev))
-            x = math.sqrt(ac_prev) * p["x0"] + math.sqrt(max(1 - ac_prev - sigma**2, 0.0)) * p["eps"]
-            if sigma > 0 and i > 0:
-                x = x + sigma * per_sample_noise(shape, generators, device)
-        return x
+        ac, ac_prev = d.alphas_cumprod[i], d.alphas_cumprod_prev[i]
+        sigma = self.eta * math.sqrt((1 - ac_prev) / (1 - ac) * (1 - ac / ac_prev))
+        x = math.sqrt(ac_prev) * p["x0"] + math.sqrt(max(1 - ac_prev - sigma**2, 0.0)) * p["eps"]
+        return x + sigma * noise() if sigma > 0 and i > 0 else x
 
 
 def make_sampler(

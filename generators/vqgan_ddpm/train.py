@@ -42,7 +42,7 @@ from .diffusion import GaussianDiffusion
 from .discriminators import random_axial_slices
 from .losses import discriminator_loss, generator_adversarial_loss, reconstruction_loss
 from .samplers import DDIMSampler
-from .variants import check_config
+from .variants import check_config, flatten_config
 from .vqgan import VQGAN
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -127,34 +127,53 @@ def open_dataset(data: str | os.PathLike | Sequence[torch.Tensor]) -> Sequence[t
 # -- distributed and device helpers ----------------------------------------------------------------
 @dataclass
 class Runtime:
-    """Where this process runs: rank, world size, device, and how to autocast."""
+    """Where this process runs: rank, world size, device, and its precision settings.
+
+    ``bf16``: bf16 autocast (CUDA or CPU) around the networks' forward passes; ``channels_last``: the
+    models' weights and the input batches use ``torch.channels_last_3d``. Both default to off, which
+    keeps CPU runs bit-reproducible; :func:`setup_runtime` takes them from the config's ``bf16`` and
+    ``channels_last`` entries for the device's type.
+    """
 
     rank: int = 0
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     bf16: bool = False
+    channels_last: bool = False
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA when enabled; nothing on the CPU (results stay bit-reproducible)."""
-        if self.bf16 and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        """bf16 autocast on this device's type when ``bf16`` is on, else nothing."""
+        if self.bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch ``(N, C, D, H, W)`` on the device, channels-last when enabled."""
         x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last_3d) if self.device.type == "cuda" else x
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
+
+    def prepare(self, module: nn.Module) -> nn.Module:
+        """``module`` on the device (in place), its weights channels-last when enabled."""
+        module = module.to(self.device)
+        return module.to(memory_format=torch.channels_last_3d) if self.channels_last else module
 
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
 
 
-def setup_runtime(bf16: bool = True) -> Runtime:
-    """Join the process group if launched by ``torchrun`` (``WORLD_SIZE`` > 1); pick the device."""
+def precision_for(config: dict[str, Any], device: torch.device) -> dict[str, bool]:
+    """``{"bf16": ..., "channels_last": ...}`` of ``config`` for ``device``'s type (``cuda`` or ``cpu``)."""
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    return {"bf16": bool(config["bf16"][kind]), "channels_last": bool(config["channels_last"][kind])}
+
+
+def setup_runtime(config: dict[str, Any]) -> Runtime:
+    """Join the process group if launched by ``torchrun`` (``WORLD_SIZE`` > 1); pick the device and precision."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
     if world > 1 and not dist.is_initialized():
@@ -167,13 +186,11 @@ def setup_runtime(bf16: bool = True) -> Runtime:
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
-    return Runtime(rank, world, device, bf16)
+    return Runtime(rank, world, device, **precision_for(config, device))
 
 
 def _wrap(module: nn.Module, rt: Runtime) -> nn.Module:
-    module = module.to(rt.device)
-    if rt.device.type == "cuda":
-        module = module.to(memory_format=torch.channels_last_3d)
+    module = rt.prepare(module)
     if rt.world_size > 1:
         return DDP(module, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     return module
@@ -353,18 +370,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-    return out
-
-
 def _check_resume_config(saved: dict[str, Any], config: dict[str, Any], path: Path) -> None:
-    """A resumed run may change only step counts, checkpoint/log intervals and sampling settings."""
-    a, b = _flatten(saved), _flatten(config)
+    """A resumed run may change only step counts, checkpoint/log intervals, sampling and precision settings."""
+    a, b = flatten_config(saved), flatten_config(config)
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    allowed = ("checkpoint.", "sampling.")
+    allowed = ("checkpoint.", "sampling.", "bf16.", "channels_last.", "cpu_threads")
     bad = [k for k in changed if not (k.startswith(allowed) or k.endswith("train.steps"))]
     if bad:
         raise ValueError(f"{path}: the config differs from the checkpoint's in {', '.join(bad)}; resume needs the same")
@@ -380,7 +390,11 @@ class TrainResult:
 
 
 def _progress(rt: Runtime, enabled: bool, desc: str, initial: int, total: int) -> tqdm:
-    return tqdm(total=total, initial=initial, desc=desc, disable=not (enabled and rt.main), dynamic_ncols=True)
+    """The stage's bar on rank 0; a stage already at its last step says so instead of drawing an empty bar."""
+    show = enabled and rt.main
+    if show and initial >= total:
+        tqdm.write(f"{desc}: already at step {initial} of {total}; nothing to train (raise its steps to go on)")
+    return tqdm(total=total, initial=initial, desc=desc, disable=not show or initial >= total, dynamic_ncols=True)
 
 
 def _montage(path: Path, groups: list[tuple[str, list[torch.Tensor], list[str]]], title: str) -> None:
@@ -469,7 +483,7 @@ def _train_ddpm(
         raise ValueError(f"{out_dir / CHECKPOINT_NAME}: the VQGAN stage is not finished; train --stage vqgan first")
     vqgan = build_vqgan(config)
     vqgan.load_state_dict(vq_state["model"])
-    vqgan.to(rt.device).eval().requires_grad_(False)
+    rt.prepare(vqgan).eval().requires_grad_(False)
     torch.manual_seed(config["seed"] + 1)
     unet = build_unet(config)
     ema = copy.deepcopy(unet).requires_grad_(False)
@@ -485,7 +499,7 @@ def _train_ddpm(
     else:
         scale = measure_latent_scale(vqgan, batches, d["scale_batches"], rt)
     unet.train()
-    ema.to(rt.device).eval()
+    rt.prepare(ema).eval()
     diffusion = build_diffusion(config)
     wrapped = _wrap(unet, rt)
     accum = tcfg["grad_accum"]
@@ -566,7 +580,7 @@ def train(
     elif stage == "ddpm" or resume:
         raise FileNotFoundError(f"{path}: no checkpoint to {'resume' if resume else 'take the VQGAN from'}")
 
-    rt = setup_runtime(config["bf16_on_cuda"])
+    rt = setup_runtime(config)
     threads = torch.get_num_threads()
     if rt.device.type == "cpu" and config["cpu_threads"]:
         torch.set_num_threads(config["cpu_threads"])

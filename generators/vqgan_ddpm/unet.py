@@ -25,8 +25,19 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return F.pad(emb, (0, dim % 2))
 
 
-def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(math.gcd(32, channels), channels)
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` that also accepts a group holding a single value (it normalises to 0, giving the bias).
+
+    ``F.group_norm`` refuses that case, which a batch of one 1×1×1 latent hits at the UNet's lowest
+    level (``@c16`` on the tiny config: latents 1×2×2). The computation is the same op.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
+def _norm(channels: int) -> GroupNorm:
+    return GroupNorm(math.gcd(32, channels), channels)
 
 
 class ResBlock(nn.Module):
@@ -70,6 +81,21 @@ class SelfAttention(nn.Module):
         )
         a = F.scaled_dot_product_attention(q, k, v)
         return x + self.out(rearrange(a, "n m (d h w) c -> n (m c) d h w", d=d, h=h, w=w))
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour upsampling to the size of the matching skip connection, then a 3×3×3 conv.
+
+    Upsampling to the skip's size (not a fixed ×2) keeps odd and size-1 axes working: a stride-2 conv
+    maps 1 → 1 and 3 → 2, which ×2 would not undo (e.g. ``@c16`` on the tiny config: latents 1×2×2).
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv3d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        return self.conv(F.interpolate(x, size=tuple(size), mode="nearest"))
 
 
 class UNet3D(nn.Module):
@@ -116,8 +142,7 @@ class UNet3D(nn.Module):
                 self.up.append(self._block(ch + skips.pop(), out, emb_dim, level in attn_levels, attn_heads))
                 ch = out
                 if level > 0 and i == num_res_blocks:
-                    self.up.append(nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"),
-                                                 nn.Conv3d(ch, ch, 3, padding=1)))
+                    self.up.append(Upsample(ch))
         self.head = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv3d(ch, in_channels * (2 if learn_sigma else 1), 3,
                                                                   padding=1))
         nn.init.zeros_(self.head[-1].weight)
@@ -128,12 +153,10 @@ class UNet3D(nn.Module):
         return nn.ModuleList([ResBlock(in_ch, out_ch, emb_dim)] + ([SelfAttention(out_ch, heads)] if attn else []))
 
     @staticmethod
-    def _run(module: nn.Module, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        if isinstance(module, nn.ModuleList):
-            for layer in module:
-                h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
-            return h
-        return module(h)
+    def _run(layers: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        for layer in layers:
+            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+        return h
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Latents ``(N, C, d, h, w)``, timesteps ``(N,)`` → ``(N, 2C, d, h, w)`` (ε, then v)."""
@@ -141,12 +164,12 @@ class UNet3D(nn.Module):
         h = self.stem(x)
         hs = [h]
         for module in self.down:
-            h = self._run(module, h, emb)
+            h = self._run(module, h, emb) if isinstance(module, nn.ModuleList) else module(h)
             hs.append(h)
-        for layer in self.mid:
-            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+        h = self._run(self.mid, h, emb)
         for module in self.up:
-            if isinstance(module, nn.ModuleList):
-                h = torch.cat([h, hs.pop()], dim=1)
-            h = self._run(module, h, emb)
+            if isinstance(module, Upsample):
+                h = module(h, hs[-1].shape[2:])
+            else:
+                h = self._run(module, torch.cat([h, hs.pop()], dim=1), emb)
         return self.head(h)

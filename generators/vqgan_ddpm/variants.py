@@ -20,6 +20,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ctbench.api import deep_update
+
 DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
     "data": {
@@ -66,7 +68,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     },
     "sampling": {"sampler": "ddim", "steps": 50, "eta": 0.0, "batch_size": 4},
     "checkpoint": {"save_every": 1000, "sample_every": 5000, "log_every": 10},
-    "bf16_on_cuda": True,
+    # bf16 autocast and channels-last memory format, per device type. On the CPU both are off by default:
+    # fp32 keeps runs bit-reproducible (resume), and bf16 convolutions are slow on most CPUs.
+    "bf16": {"cuda": True, "cpu": False},
+    "channels_last": {"cuda": True, "cpu": False},
     # torch intra-op threads while training on the CPU (None: torch's default). Toy sizes run fastest on
     # one thread, and far faster than with oversubscribed threads on a shared machine.
     "cpu_threads": None,
@@ -93,6 +98,29 @@ DEFAULT_VARIANT = "full"
 def default_config() -> dict[str, Any]:
     """A deep copy of :data:`DEFAULT_CONFIG`."""
     return copy.deepcopy(DEFAULT_CONFIG)
+
+
+def resolve_variant_config(variant: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """:data:`DEFAULT_CONFIG`, then ``overrides``, then ``VARIANTS[variant]`` (the variant's keys win).
+
+    Raises ``ValueError`` when ``overrides`` sets one of the variant's keys to a value that is neither
+    the default (a file that only spells out defaults, like ``flare22.yaml``) nor the variant's own.
+    """
+    defaults, changes = flatten_config(DEFAULT_CONFIG), flatten_config(VARIANTS[variant])
+    for key, value in flatten_config(overrides).items():
+        if key in changes and value not in (defaults.get(key), changes[key]):
+            raise ValueError(
+                f"config key {key!r} = {value!r} contradicts variant {variant!r}, which sets it to {changes[key]!r}"
+            )
+    return deep_update(deep_update(DEFAULT_CONFIG, overrides), VARIANTS[variant])
+
+
+def flatten_config(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(flatten_config(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
 
 
 def check_config(config: dict[str, Any]) -> None:

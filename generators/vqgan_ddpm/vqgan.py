@@ -242,14 +242,16 @@ class EMAQuantizer(nn.Module):
     def nearest(self, flat: torch.Tensor) -> torch.Tensor:
         """Index of the nearest code (Euclidean) for each row of ``flat`` ``(M, C)`` → ``(M,)`` int64.
 
-        Works in chunks of rows so the ``M × K`` distance matrix never exceeds ~256 MB.
+        Works in chunks of rows so the ``M × K`` distance matrix never exceeds ~256 MB. Always in fp32,
+        also under bf16 autocast: bf16's 8-bit mantissa would pick wrong neighbours among 16,384 codes.
         """
-        emb = self.embedding
+        emb = self.embedding.float()
         emb_sq = emb.pow(2).sum(1)[None]
         chunk = max(1, (1 << 26) // self.codebook_size)
-        return torch.cat(
-            [(-2 * f @ emb.t() + emb_sq).argmin(1) for f in flat.split(chunk)]
-        )  # ||f||² is the same for every code and cannot change the argmin
+        with torch.autocast(flat.device.type, enabled=False):
+            return torch.cat(
+                [(-2 * f.float() @ emb.t() + emb_sq).argmin(1) for f in flat.split(chunk)]
+            )  # ||f||² is the same for every code and cannot change the argmin
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Code vectors for indices ``(N, d, h, w)`` → ``(N, C, d, h, w)``."""

@@ -120,7 +120,7 @@ def test_train_command_on_prepared_folder_then_sample(prepared_dir, tmp_path):
     ancestral = REGISTRY.load("vqgan-ddpm", out / "checkpoint.pt", overrides=full_chain)
     assert ancestral.sampler.diffusion.num_timesteps == 100  # all T steps
     check_samples(ancestral.sample(1, seed=0), 1, "vqgan-ddpm")
-    with pytest.raises(ValueError, match="only 'sampling' overrides"):
+    with pytest.raises(ValueError, match="only bf16, channels_last, sampling overrides"):
         REGISTRY.load("vqgan-ddpm", out / "checkpoint.pt", overrides={"vqgan": {"compression": 8}})
     with pytest.raises(ValueError, match="trained as variant"):
         REGISTRY.load("vqgan-ddpm@c8", out / "checkpoint.pt")
