@@ -19,6 +19,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ctbench import __version__
 from ctbench.api import REGISTRY, LoadContext, UnknownNameError, check_samples, parse_spec
@@ -40,6 +41,7 @@ from ctbench.metrics.base import MetricUnavailable, MetricValue
 from ctbench.metrics.diversity import diversity_value
 from ctbench.metrics.intensity import HUHistogram, intensity_value
 from ctbench.metrics.memorisation import MemorisationAudit, audit_values, load_or_build_index
+from ctbench.progress import progress_bar
 from ctbench.protocol import Protocol, get_protocol
 from ctbench.record import RECORD_KIND, SCHEMA_VERSION, read_record, write_record
 from ctbench.weights import cache_root
@@ -272,7 +274,7 @@ class _Source:
 def _real_batches(
     items: list[PreparedCase], batch: int, desc: str
 ) -> Iterator[tuple[list[PreparedCase], torch.Tensor]]:
-    for s in tqdm(range(0, len(items), batch), desc=desc, unit="batch", leave=False):
+    for s in progress_bar(range(0, len(items), batch), desc=desc, unit="batch", leave=False):
         chunk = items[s : s + batch]
         yield chunk, torch.from_numpy(np.stack([read_volume(c.path) for c in chunk]))[:, None]
 
@@ -359,7 +361,7 @@ def _sample(
     from ctbench.data.prepared import write_volume
 
     seconds = 0.0
-    with tqdm(total=len(mine), desc=f"sampling {source.label}", unit="vol", disable=not show) as bar:
+    with progress_bar(total=len(mine), desc=f"sampling {source.label}", unit="vol", enabled=show) as bar:
         for s in range(mine.start, mine.stop, opts.batch_size):
             idx = range(s, min(s + opts.batch_size, mine.stop))
             paths = [samples_dir / f"sample_{i:05d}.nii.gz" for i in idx]
@@ -443,6 +445,10 @@ def evaluate(opts: EvalOptions, argv: list[str] | None = None) -> Path | None:
     t_start = time.perf_counter()
     if opts.n < 1:
         raise EvaluationError(f"--n must be at least 1, got {opts.n}")
+    if opts.batch_size < 1:
+        raise EvaluationError(f"--batch-size must be at least 1, got {opts.batch_size}")
+    if opts.montage_volumes < 0:
+        raise EvaluationError(f"--montage-volumes must be 0 or more, got {opts.montage_volumes}")
     manifest = load_manifest(opts.data)
     protocol = get_protocol(manifest.protocol["name"])
     manifest.check_protocol(protocol)
@@ -459,6 +465,8 @@ def evaluate(opts: EvalOptions, argv: list[str] | None = None) -> Path | None:
         if rank == 0:
             tqdm.write(f"{record_path} exists: skipping (use --force to evaluate again)")
         return record_path if rank == 0 else None
+    if rank == 0:
+        _check_writable(out_dir)
     reference = cases(manifest.root, opts.split)
     if not reference:
         raise EvaluationError(f"{manifest.root}: reference split {opts.split!r} is empty")
@@ -557,10 +565,23 @@ def evaluate(opts: EvalOptions, argv: list[str] | None = None) -> Path | None:
     return write_record(record, out_dir)
 
 
+def _check_writable(folder: Path) -> None:
+    """Fail before any sampling when the results folder cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise EvaluationError(f"{folder}: results folder cannot be written ({exc.strerror or exc})") from exc
+
+
 def rerun_options(record_path: str | Path, **changes: Any) -> EvalOptions:
     """The options that produced a record (``force`` set), with ``changes`` applied; for ``--rerun``."""
     record = read_record(record_path)
-    opts = EvalOptions.from_dict(record["command"]["options"])
+    try:
+        opts = EvalOptions.from_dict(record["command"]["options"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EvaluationError(f"{record_path}: the record's command.options cannot be rerun ({exc})") from exc
     return dataclasses.replace(opts, force=True, **changes)
 
 

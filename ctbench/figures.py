@@ -105,14 +105,24 @@ def pairs_figure(
 
 
 def interval_plot(
-    rows: Sequence[tuple[str, float | None, tuple[float, float] | None]], path: str | Path, metric: str
+    rows: Sequence[tuple[str, float | None, tuple[float, float] | None]],
+    path: str | Path,
+    metric: str,
+    reference: tuple[str, float, tuple[float, float] | None] | None = None,
 ) -> Path:
     """Horizontal dot-and-whisker plot of one metric: ``rows`` = (generator label, value, interval or None).
 
-    Missing values are drawn as a grey "—" label, never as 0.
+    Missing values are drawn as a grey "—" label, never as 0. ``reference`` = (label, value, interval or None)
+    is drawn as a dashed vertical line with a shaded interval (e.g. the real volumes' own MS-SSIM).
     """
     fig = Figure(figsize=(6, 0.45 * len(rows) + 1.0))
     ax = fig.subplots()
+    if reference is not None:
+        ref_label, ref_value, ref_interval = reference
+        if ref_interval is not None:
+            ax.axvspan(*ref_interval, color="tab:green", alpha=0.15, lw=0)
+        ax.axvline(ref_value, color="tab:green", ls="--", lw=1.5, label=ref_label)
+        ax.legend(loc="best", fontsize=8, frameon=False)
     for y, (_label, value, interval) in enumerate(rows):
         if value is None:
             ax.text(0.5, y, "—  (missing)", transform=ax.get_yaxis_transform(), color="grey", va="center", fontsize=8)

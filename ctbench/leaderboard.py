@@ -9,7 +9,9 @@ Rules:
 * A missing metric is ``—`` in Markdown and HTML and an empty cell in the CSV, never 0.
 * Ranking within a group: by the first of :data:`RANK_BY` every ranked row has; lower is better. Rows
   missing it are listed after the ranked ones without a rank.
-* ``against``: each row gains ``Δ metric = row − reference`` for the reference generator of the same group.
+* ``against``: each row gains ``Δ metric = row − reference`` for the reference generator of the same group
+  (not for the ``*_real`` columns, which describe the real volumes; a group without that generator is warned about).
+* A ``*_real`` column shared by every row of a group is drawn as a reference line on its partner's plot.
 
 The CSV goes through :mod:`csv`; Markdown and HTML are written directly (pandas' ``to_markdown`` needs the
 ``tabulate`` package, and the "—"/unverified styling is simpler by hand); plots are matplotlib.
@@ -48,6 +50,8 @@ COLUMN_ORDER = (
 )
 # nn_corr has no direction: lower means less copying but also less realism; it is read against nn_corr_real
 LOWER_IS_BETTER = {"fid_mean", "fid_xy", "fid_xz", "fid_yz", "fvd", "intensity_w1", "memorised"}
+# columns that describe the real reference volumes, not the generator: no Δ column; drawn on their partner's plot
+REAL_PARTNER = {"ms_ssim_real": "ms_ssim", "nn_corr_real": "nn_corr"}
 MISSING = "—"
 UNITS = {"intensity_w1": "HU"}
 
@@ -165,12 +169,19 @@ def _rank(group: Group) -> None:
     group.rows = ranked + sorted((r for r in group.rows if r.rank is None), key=lambda r: r.label)
 
 
+def delta_columns(columns: list[str]) -> list[str]:
+    """The columns that get a Δ column: all but the real-side references."""
+    return [c for c in columns if c not in REAL_PARTNER]
+
+
 def _deltas(group: Group, against: str) -> None:
     ref = next((r for r in group.rows + group.unverified if against in (r.label, r.record["generator"]["name"])), None)
+    if ref is None:
+        warnings.warn(f"--against {against}: no such generator in group '{group.title}'; Δ cells are —", stacklevel=3)
     for r in group.rows + group.unverified:
         r.delta = {
             k: (None if ref is None or r.value(k) is None or ref.value(k) is None else r.value(k) - ref.value(k))
-            for k in group.columns
+            for k in delta_columns(group.columns)
         }
 
 
@@ -183,7 +194,7 @@ def to_csv(groups: list[Group], against: str | None = None) -> str:
     columns = sorted({c for g in groups for c in g.columns}, key=lambda c: (c not in COLUMN_ORDER, c))
     header = ["group", "rank", "generator", "verified", "n", "seed", "run_id", "record"]
     for c in columns:
-        header += [c, f"{c}_lo", f"{c}_hi"] + ([f"delta_{c}"] if against else [])
+        header += [c, f"{c}_lo", f"{c}_hi"] + ([f"delta_{c}"] if against and c not in REAL_PARTNER else [])
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     for g in groups:
@@ -193,7 +204,7 @@ def to_csv(groups: list[Group], against: str | None = None) -> str:
             for c in columns:
                 iv = r.interval(c)
                 line += ["" if r.value(c) is None else r.value(c), iv[0] if iv else "", iv[1] if iv else ""]
-                if against:
+                if against and c not in REAL_PARTNER:
                     d = r.delta.get(c)
                     line.append("" if d is None else d)
             w.writerow(line)
@@ -205,7 +216,7 @@ def _table_rows(group: Group, rows: list[Row], against: str | None) -> tuple[lis
         f"{c} {'↓' if c in LOWER_IS_BETTER else ''}".strip() for c in group.columns
     ]
     if against:
-        header += [f"Δ{c}" for c in group.columns]
+        header += [f"Δ{c}" for c in delta_columns(group.columns)]
     body = []
     for r in rows:
         line = [
@@ -216,7 +227,7 @@ def _table_rows(group: Group, rows: list[Row], against: str | None) -> tuple[lis
         ]
         line += [_fmt(r.value(c)) + _fmt_iv(r.interval(c)) for c in group.columns]
         if against:
-            line += [MISSING if r.delta.get(c) is None else f"{r.delta[c]:+.4g}" for c in group.columns]
+            line += [MISSING if r.delta.get(c) is None else f"{r.delta[c]:+.4g}" for c in delta_columns(group.columns)]
         body.append(line)
     return header, body
 
@@ -308,23 +319,40 @@ def to_html(groups: list[Group], against: str | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
+def _shared_reference(rows: list[Row], key: str) -> tuple[str, float, tuple[float, float] | None] | None:
+    """(label, value, interval) of a real-side column when every row that has it has the same value, else None."""
+    having = [r for r in rows if r.value(key) is not None]
+    if not having or any(r.value(key) != having[0].value(key) for r in having):
+        return None
+    split = having[0].record["protocol"]["split"]
+    return f"real volumes ({split}): {key}", having[0].value(key), having[0].interval(key)
+
+
 def build(results: str | Path, out: str | Path, against: str | None = None) -> dict[str, Path]:
     """Write ``leaderboard.csv``, ``README.md``, ``index.html``, plots and montages to ``out``; returns their paths."""
     results, out = Path(results), Path(out)
     if not results.is_dir():
         raise FileNotFoundError(f"{results}: no such results folder")
     groups = collect(results, against)
-    out.mkdir(parents=True, exist_ok=True)
+    if not groups:
+        warnings.warn(f"{results}: no result records found; the leaderboard is empty", stacklevel=2)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"{out}: cannot create the leaderboard folder ({exc.strerror or exc})") from exc
     for g in groups:
         rows = g.rows + g.unverified
+        references = {REAL_PARTNER[k]: ref for k in REAL_PARTNER if (ref := _shared_reference(rows, k)) is not None}
         for metric in g.columns:
-            if not any(r.value(metric) is not None for r in rows):
+            if not any(r.value(metric) is not None for r in rows) or (
+                metric in REAL_PARTNER and REAL_PARTNER[metric] in references
+            ):
                 continue
             name = f"plots/{g.slug}-{metric}.png"
             points = [
                 (r.label + ("" if r.verified else " (unverified)"), r.value(metric), r.interval(metric)) for r in rows
             ]
-            interval_plot(points, out / name, axis_label(metric))
+            interval_plot(points, out / name, axis_label(metric), reference=references.get(metric))
             g.plots[metric] = name
         for r in rows:
             montage = r.record.get("artifacts", {}).get("montage")

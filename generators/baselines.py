@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ctbench.api import Generator, GeneratorInfo, LoadContext
+from ctbench.progress import progress_bar
 from ctbench.seeding import sample_generator, sample_seed
 
 VERSION = "1"
@@ -138,7 +138,7 @@ class MeanVolume(_Baseline):
         gen = cls(variant, config, overrides or {})
         train = _split_cases(context, cls.name, config["split"])
         total = np.zeros((64, 128, 128), dtype=np.float64)
-        for case in tqdm(train, desc="mean-volume: averaging", unit="vol", leave=False):
+        for case in progress_bar(train, desc="mean-volume: averaging", unit="vol", leave=False):
             total += read_volume(case.path)
         gen.mean = torch.from_numpy((total / len(train)).astype(np.float32))[None]
         return gen

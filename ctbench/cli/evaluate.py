@@ -32,7 +32,9 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--samples", type=click.Path(exists=True, file_okay=False), help="Score a folder of NIfTI volumes.")
 @click.option("--checkpoint", type=click.Path(), help="Checkpoint file for the generator.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False), help="Prepared folder (ctbench data prepare).")
-@click.option("--n", "--num-samples", "n", type=int, default=_D.n, show_default=True, help="Number of samples.")
+@click.option(
+    "--n", "--num-samples", "n", type=click.IntRange(min=1), default=_D.n, show_default=True, help="Number of samples."
+)
 @click.option("--seed", type=int, default=_D.seed, show_default=True, help="Sample i is seeded by (seed, i).")
 @click.option(
     "--metrics",
@@ -47,19 +49,23 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
     help="Reference split the samples are compared with.",
 )
 @click.option("--out", type=click.Path(file_okay=False), default=_D.out, show_default=True, help="Results folder.")
-@click.option("--batch-size", type=int, default=_D.batch_size, show_default=True, help="Samples per sample() call.")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=_D.batch_size, show_default=True, help="Volumes per sample()."
+)
 @click.option("--device", default=_D.device, show_default=True, help="Where the generator and extractors run.")
 @click.option("--save-samples", is_flag=True, help="Also write the samples as NIfTI in HU under OUT/samples/RUN_ID/.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override (repeatable).")
 @click.option("--unverified-weights", is_flag=True, help="Allow feature weights whose sha256 differs (unranked).")
 @click.option(
     "--diversity-volumes",
-    type=int,
+    type=click.IntRange(min=2),
     default=_D.diversity_volumes,
     show_default=True,
     help="MS-SSIM uses the first this-many volumes on each side (pairs grow quadratically).",
 )
-@click.option("--montage-volumes", type=int, default=_D.montage_volumes, show_default=True, help="0: no montage.")
+@click.option(
+    "--montage-volumes", type=click.IntRange(min=0), default=_D.montage_volumes, show_default=True, help="0: none."
+)
 @click.option("--no-cache", is_flag=True, help="Recompute reference statistics and the training index.")
 @click.option("--force", is_flag=True, help="Evaluate again even if OUT already holds this run's record.")
 @click.option("--rerun", type=click.Path(exists=True, dir_okay=False), help="Repeat the run a record describes.")
@@ -78,7 +84,10 @@ def evaluate(**kw) -> None:
     from ctbench.evaluate import evaluate as run
 
     if kw["rerun"]:
-        opts = rerun_options(kw["rerun"])
+        try:
+            opts = rerun_options(kw["rerun"])
+        except (EvaluationError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
     else:
         if not kw["data"]:
             raise click.UsageError("--data PREPARED_DIR is required")

@@ -27,9 +27,13 @@ def build(results: str, out: str, against: str | None) -> None:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        paths = run(results, out, against=against)
-    for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
+        try:
+            paths = run(results, out, against=against)
+        except OSError as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            for w in caught:
+                click.echo(f"warning: {w.message}", err=True)
     for kind, path in paths.items():
         click.echo(f"{kind:<9} {path}")
     click.echo(f"open {paths['html'].resolve().as_uri()}")

@@ -13,8 +13,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ctbench.data.checks import ScanError
 from ctbench.data.prepared import (
     MANIFEST_NAME,
@@ -28,6 +26,7 @@ from ctbench.data.prepared import (
 )
 from ctbench.data.scan_io import dicom_series_files, is_nifti
 from ctbench.data.split import assign_splits
+from ctbench.progress import progress_bar
 from ctbench.protocol import FLARE22_V1, Protocol
 
 MODALITY_SUFFIX = "_0000"
@@ -190,7 +189,7 @@ def prepare(
     records = {s.id: previous.get(s.id, CaseRecord(id=s.id, source=str(s.path))) for s in sources}
     result = PrepareResult(manifest)
     jobs = [(s, out, protocol, asdict(previous[s.id]) if s.id in previous else None) for s in sources]
-    bar = tqdm(total=len(jobs), desc="prepare", unit="scan", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc="prepare", unit="scan", enabled=progress)
     last_save = time.monotonic()
 
     def finish(action: str, rec_dict: dict) -> None:
@@ -199,7 +198,7 @@ def prepare(
         records[rec.id] = rec
         if action == "failed":
             result.failed.append(rec)
-            tqdm.write(f"FAILED {rec.error}")
+            bar.write(f"FAILED {rec.error}")
         elif action == "prepared":
             result.prepared.append(rec.id)
         else:

@@ -23,9 +23,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from ctbench.data.atomic import atomic_path, write_text_atomic
+from ctbench.progress import progress_bar
 
 LABELS = {"liver": 1, "right_kidney": 2, "spleen": 3, "aorta": 5, "ivc": 6, "stomach": 11, "left_kidney": 13}
 """FLARE22 label ids of the organs the phantom draws."""
@@ -214,7 +214,7 @@ def synthesize(
         previous = json.loads(record.read_text(encoding="utf-8"))
         done = previous.get("done", []) if previous.get("settings") == settings else []
     paths = []
-    for i in tqdm(range(n), desc="synth", unit="scan", disable=not progress):
+    for i in progress_bar(range(n), desc="synth", unit="scan", enabled=progress):
         name = f"Case_{i + 1:05d}"
         files = {"images": out / "images" / f"{name}_0000.nii.gz", "labels": out / "labels" / f"{name}.nii.gz"}
         paths.append(files["images"])
