@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ctbench.data.atomic import atomic_path
 from ctbench.protocol import FLARE22_V1, Protocol
@@ -109,11 +110,13 @@ def interval_plot(
     path: str | Path,
     metric: str,
     reference: tuple[str, float, tuple[float, float] | None] | None = None,
+    integer: bool = False,
 ) -> Path:
     """Horizontal dot-and-whisker plot of one metric: ``rows`` = (generator label, value, interval or None).
 
     Missing values are drawn as a grey "—" label, never as 0. ``reference`` = (label, value, interval or None)
-    is drawn as a dashed vertical line with a shaded interval (e.g. the real volumes' own MS-SSIM).
+    is drawn as a dashed vertical line with a shaded interval (e.g. the real volumes' own MS-SSIM) and named in
+    the title. ``integer``: whole-number ticks (counts).
     """
     fig = Figure(figsize=(6, 0.45 * len(rows) + 1.0))
     ax = fig.subplots()
@@ -121,8 +124,8 @@ def interval_plot(
         ref_label, ref_value, ref_interval = reference
         if ref_interval is not None:
             ax.axvspan(*ref_interval, color="tab:green", alpha=0.15, lw=0)
-        ax.axvline(ref_value, color="tab:green", ls="--", lw=1.5, label=ref_label)
-        ax.legend(loc="best", fontsize=8, frameon=False)
+        ax.axvline(ref_value, color="tab:green", ls="--", lw=1.5)
+        ax.set_title(f"dashed line: {ref_label} = {ref_value:.4g}", fontsize=8, color="tab:green")
     for y, (_label, value, interval) in enumerate(rows):
         if value is None:
             ax.text(0.5, y, "—  (missing)", transform=ax.get_yaxis_transform(), color="grey", va="center", fontsize=8)
@@ -133,6 +136,8 @@ def interval_plot(
     ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(metric)
+    if integer:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _save(fig, Path(path))

@@ -53,7 +53,8 @@ LOWER_IS_BETTER = {"fid_mean", "fid_xy", "fid_xz", "fid_yz", "fvd", "intensity_w
 # columns that describe the real reference volumes, not the generator: no Δ column; drawn on their partner's plot
 REAL_PARTNER = {"ms_ssim_real": "ms_ssim", "nn_corr_real": "nn_corr"}
 MISSING = "—"
-UNITS = {"intensity_w1": "HU"}
+UNITS = {"intensity_w1": "HU", "memorised": "samples flagged"}
+COUNTS = {"memorised"}
 
 
 def axis_label(metric: str) -> str:
@@ -352,7 +353,9 @@ def build(results: str | Path, out: str | Path, against: str | None = None) -> d
             points = [
                 (r.label + ("" if r.verified else " (unverified)"), r.value(metric), r.interval(metric)) for r in rows
             ]
-            interval_plot(points, out / name, axis_label(metric), reference=references.get(metric))
+            interval_plot(
+                points, out / name, axis_label(metric), reference=references.get(metric), integer=metric in COUNTS
+            )
             g.plots[metric] = name
         for r in rows:
             montage = r.record.get("artifacts", {}).get("montage")
