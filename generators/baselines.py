@@ -40,6 +40,24 @@ class _Baseline(Generator):
         self.config = config
         self.overrides = overrides
 
+    @classmethod
+    def load(
+        cls,
+        checkpoint: Path | None,
+        *,
+        variant: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        context: LoadContext | None = None,
+    ) -> _Baseline:
+        """No checkpoint: the resolved config, then :meth:`_setup` reads whatever real data the baseline needs."""
+        variant = variant or cls.default_variant()
+        gen = cls(variant, cls.resolve_config(variant, overrides), overrides or {})
+        gen._setup(context)
+        return gen
+
+    def _setup(self, context: LoadContext | None) -> None:
+        """Read real volumes at load time (the default reads none)."""
+
     def info(self) -> GeneratorInfo:
         return GeneratorInfo(self.name, self.variant, VERSION, self.config, parameters=0, overrides=self.overrides)
 
@@ -57,20 +75,8 @@ class RealHoldout(_Baseline):
     def variants(cls) -> dict[str, dict[str, Any]]:
         return {"test": {"split": "test"}, "train": {"split": "train"}}
 
-    @classmethod
-    def load(
-        cls,
-        checkpoint: Path | None,
-        *,
-        variant: str | None = None,
-        overrides: dict[str, Any] | None = None,
-        context: LoadContext | None = None,
-    ) -> RealHoldout:
-        variant = variant or cls.default_variant()
-        config = cls.resolve_config(variant, overrides)
-        gen = cls(variant, config, overrides or {})
-        gen.cases = _split_cases(context, cls.name, config["split"])
-        return gen
+    def _setup(self, context: LoadContext | None) -> None:
+        self.cases = _split_cases(context, self.name, self.config["split"])
 
     def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:
         from ctbench.data.prepared import read_volume
@@ -93,18 +99,6 @@ class GaussianNoise(_Baseline):
     def variants(cls) -> dict[str, dict[str, Any]]:
         return {"wide": {"std": 1.0}}
 
-    @classmethod
-    def load(
-        cls,
-        checkpoint: Path | None,
-        *,
-        variant: str | None = None,
-        overrides: dict[str, Any] | None = None,
-        context: LoadContext | None = None,
-    ) -> GaussianNoise:
-        variant = variant or cls.default_variant()
-        return cls(variant, cls.resolve_config(variant, overrides), overrides or {})
-
     def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:
         shape = (1, 64, 128, 128)
         out = torch.empty((n, *shape))
@@ -122,26 +116,14 @@ class MeanVolume(_Baseline):
     def default_config(cls) -> dict[str, Any]:
         return {"split": "train"}
 
-    @classmethod
-    def load(
-        cls,
-        checkpoint: Path | None,
-        *,
-        variant: str | None = None,
-        overrides: dict[str, Any] | None = None,
-        context: LoadContext | None = None,
-    ) -> MeanVolume:
+    def _setup(self, context: LoadContext | None) -> None:
         from ctbench.data.prepared import read_volume
 
-        variant = variant or cls.default_variant()
-        config = cls.resolve_config(variant, overrides)
-        gen = cls(variant, config, overrides or {})
-        train = _split_cases(context, cls.name, config["split"])
+        train = _split_cases(context, self.name, self.config["split"])
         total = np.zeros((64, 128, 128), dtype=np.float64)
         for case in progress_bar(train, desc="mean-volume: averaging", unit="vol", leave=False):
             total += read_volume(case.path)
-        gen.mean = torch.from_numpy((total / len(train)).astype(np.float32))[None]
-        return gen
+        self.mean = torch.from_numpy((total / len(train)).astype(np.float32))[None]
 
     def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:
         return self.mean.expand(n, *self.mean.shape).clone()

@@ -85,3 +85,29 @@ def _make_record(
 def make_record():
     """Factory of schema-valid records with chosen metric values: ``make_record(name, {key: value}, ...)``."""
     return _make_record
+
+
+@pytest.fixture()
+def fake_generator(monkeypatch: pytest.MonkeyPatch):
+    """``register(name, sample_fn)``: evaluate sees one generator whose ``sample(n, ...)`` returns ``sample_fn(n)``."""
+    from ctbench.api import Generator, GeneratorInfo, Registry
+
+    def register(name: str, sample_fn) -> str:
+        class Fake(Generator):
+            @classmethod
+            def load(cls, checkpoint, *, variant=None, overrides=None, context=None):
+                return cls()
+
+            def sample(self, n, seed, *, offset=0, batch_size=None):
+                return sample_fn(n)
+
+            def info(self):
+                return GeneratorInfo(name, "default", "1", {}, 0)
+
+        Fake.name = name
+        reg = Registry()
+        reg.register(Fake)
+        monkeypatch.setattr("ctbench.evaluate.REGISTRY", reg)
+        return name
+
+    return register

@@ -9,7 +9,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ctbench.api import Generator, GeneratorInfo, Registry
 from ctbench.cli import main
 from ctbench.leaderboard import build
 from ctbench.progress import progress_bar
@@ -35,26 +34,9 @@ def test_rerun_of_corrupt_or_foreign_record_names_the_file(tmp_path):
     assert str(foreign) in r.output and "not a ctbench result record" in r.output
 
 
-def test_unwritable_results_folder_fails_before_sampling(prepared_dir, tmp_path, monkeypatch):
+def test_unwritable_results_folder_fails_before_sampling(prepared_dir, tmp_path, fake_generator):
     calls = []
-
-    class Counting(Generator):
-        name = "counting"
-
-        @classmethod
-        def load(cls, checkpoint, *, variant=None, overrides=None, context=None):
-            return cls()
-
-        def sample(self, n, seed, *, offset=0, batch_size=None):
-            calls.append(n)
-            return torch.zeros(n, 1, 64, 128, 128)
-
-        def info(self):
-            return GeneratorInfo("counting", "default", "1", {}, 0)
-
-    reg = Registry()
-    reg.register(Counting)
-    monkeypatch.setattr("ctbench.evaluate.REGISTRY", reg)
+    fake_generator("counting", lambda n: calls.append(n) or torch.zeros(n, 1, 64, 128, 128))
     blocker = tmp_path / "a-file"
     blocker.write_text("")  # a file where the results folder should go: cannot be created, even as root
     r = _invoke(["evaluate", "-g", "counting", "--data", str(prepared_dir), "--n", "2", "--out", str(blocker / "res")])
@@ -62,23 +44,8 @@ def test_unwritable_results_folder_fails_before_sampling(prepared_dir, tmp_path,
     assert calls == []
 
 
-def test_nan_generator_on_the_command_line_names_the_generator(prepared_dir, tmp_path, monkeypatch):
-    class NaNGen(Generator):
-        name = "nan-gen"
-
-        @classmethod
-        def load(cls, checkpoint, *, variant=None, overrides=None, context=None):
-            return cls()
-
-        def sample(self, n, seed, *, offset=0, batch_size=None):
-            return torch.full((n, 1, 64, 128, 128), float("nan"))
-
-        def info(self):
-            return GeneratorInfo("nan-gen", "default", "1", {}, 0)
-
-    reg = Registry()
-    reg.register(NaNGen)
-    monkeypatch.setattr("ctbench.evaluate.REGISTRY", reg)
+def test_nan_generator_on_the_command_line_names_the_generator(prepared_dir, tmp_path, fake_generator):
+    fake_generator("nan-gen", lambda n: torch.full((n, 1, 64, 128, 128), float("nan")))
     args = ["evaluate", "-g", "nan-gen", "--data", str(prepared_dir), "--n", "2", "--out", str(tmp_path)]
     r = _invoke([*args, "--metrics", "intensity"])
     assert "generator 'nan-gen@default'" in r.output and "NaN/inf" in r.output

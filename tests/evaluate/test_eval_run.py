@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ctbench.api import BadSamplesError, Generator, GeneratorInfo, LoadContext, Registry
+from ctbench.api import BadSamplesError, LoadContext
 from ctbench.cli import main
 from ctbench.data.prepared import load_manifest
 from ctbench.evaluate import EvalOptions, EvaluationError, evaluate, generated_hu_range, rerun_options, shard
@@ -83,26 +83,9 @@ def test_save_samples_in_hu_then_score_the_folder(prepared_dir, tmp_path):
     assert scored["metrics"]["intensity_w1"]["value"] == pytest.approx(rec["metrics"]["intensity_w1"]["value"], abs=1.0)
 
 
-def test_requested_unavailable_metric_fails_before_sampling(prepared_dir, tmp_path, monkeypatch):
+def test_requested_unavailable_metric_fails_before_sampling(prepared_dir, tmp_path, fake_generator):
     calls = []
-
-    class Counting(Generator):
-        name = "counting"
-
-        @classmethod
-        def load(cls, checkpoint, *, variant=None, overrides=None, context=None):
-            return cls()
-
-        def sample(self, n, seed, *, offset=0, batch_size=None):
-            calls.append(n)
-            return torch.zeros(n, 1, 64, 128, 128)
-
-        def info(self):
-            return GeneratorInfo("counting", "default", "1", {}, 0)
-
-    reg = Registry()
-    reg.register(Counting)
-    monkeypatch.setattr("ctbench.evaluate.REGISTRY", reg)
+    fake_generator("counting", lambda n: calls.append(n) or torch.zeros(n, 1, 64, 128, 128))
     with pytest.raises(EvaluationError, match="'fid' was requested but cannot run"):
         evaluate(_opts(prepared_dir, tmp_path, generator="counting", metrics=["fid", "intensity"]))
     assert calls == [] and not list(tmp_path.glob("*.json"))
@@ -118,23 +101,8 @@ def test_requested_unavailable_metric_fails_before_sampling(prepared_dir, tmp_pa
         (lambda n: np.zeros((n, 1, 64, 128, 128), np.float32), "returned ndarray"),
     ],
 )
-def test_bad_generator_output_names_the_generator(prepared_dir, tmp_path, monkeypatch, bad, message):
-    class Bad(Generator):
-        name = "bad-gen"
-
-        @classmethod
-        def load(cls, checkpoint, *, variant=None, overrides=None, context=None):
-            return cls()
-
-        def sample(self, n, seed, *, offset=0, batch_size=None):
-            return bad(n)
-
-        def info(self):
-            return GeneratorInfo("bad-gen", "default", "1", {}, 0)
-
-    reg = Registry()
-    reg.register(Bad)
-    monkeypatch.setattr("ctbench.evaluate.REGISTRY", reg)
+def test_bad_generator_output_names_the_generator(prepared_dir, tmp_path, fake_generator, bad, message):
+    fake_generator("bad-gen", bad)
     with pytest.raises(BadSamplesError, match=f"generator 'bad-gen@default'.*{message}"):
         evaluate(_opts(prepared_dir, tmp_path, generator="bad-gen", metrics=["intensity"], n=2))
 
