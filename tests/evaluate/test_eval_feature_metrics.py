@@ -1,24 +1,50 @@
-"""A feature metric through `evaluate` with stand-in (unverified) weights: computed, recorded, listed apart.
+"""Feature metrics through `evaluate` with stand-in (unverified) weights: computed, recorded, listed apart.
 
-FVD is used because its stand-in network is tiny (400-d features); FID's 2048-d Fréchet distances with
-jackknife intervals cost minutes on 2 CPU cores and are tested in tests/metrics.
+FVD runs with its tiny stand-in network (400-d features); FID with random InceptionV3 weights on every 32nd
+slice (2 + 4 + 4 slices per volume), which keeps the 2048-d Fréchet distances and their jackknife cheap.
 """
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import pytest
 
 from ctbench.evaluate import EvalOptions, EvaluationError, evaluate, plan_metrics
 from ctbench.leaderboard import collect
 from ctbench.record import read_record
+from ctbench.weights import content_sha256
+
+FID_STEP = 32
+"""Every 32nd slice: 64/32 = 2 xy slices, 128/32 = 4 xz and 4 yz slices per volume."""
+FID_N = 3
 
 
 @pytest.fixture()
-def installed_i3d(i3d_standin, empty_weights_cache):
-    """The I3D stand-in imported into the (otherwise empty) weights cache, as unverified weights."""
+def weights_cache(tmp_path, monkeypatch) -> Path:
+    """A weights cache of this test's own, so imported weights never leak into the shared empty cache."""
+    root = tmp_path / "ctbench-cache"
+    monkeypatch.setenv("CTBENCH_CACHE", str(root))
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(root / "tfhub"))
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
+    return root
+
+
+@pytest.fixture()
+def installed_i3d(i3d_standin, weights_cache):
+    """The I3D stand-in imported into this test's weights cache, as unverified weights."""
     from ctbench.weights import import_weights
 
     return import_weights(i3d_standin, "i3d-kinetics-400", unverified_ok=True)
+
+
+@pytest.fixture()
+def installed_inception(inception_weights, weights_cache):
+    """Random InceptionV3 weights imported into this test's weights cache, as unverified weights."""
+    from ctbench.weights import import_weights
+
+    return import_weights(inception_weights, "inception-v3-compat", unverified_ok=True)
 
 
 def test_feature_metric_with_unverified_weights_is_recorded_and_unranked(prepared_dir, tmp_path, installed_i3d):
@@ -31,7 +57,8 @@ def test_feature_metric_with_unverified_weights_is_recorded_and_unranked(prepare
         evaluate(EvalOptions(**base))  # the hash is not the pinned one: refused unless allowed
     rec = read_record(evaluate(EvalOptions(**base, unverified_weights=True)))
     fvd = rec["metrics"]["fvd"]
-    assert fvd["verified"] is False and fvd["weights_sha256"] and fvd["value"] is not None and fvd["value"] > 0
+    assert fvd["verified"] is False and fvd["weights_sha256"] == installed_i3d.sha256
+    assert fvd["value"] is not None and fvd["value"] > 0
     assert fvd["n"] == 4 and rec["skipped"] == {}
     assert rec["metrics"]["intensity_w1"]["value"] > 0
     (group,) = collect(tmp_path / "r")
@@ -39,3 +66,32 @@ def test_feature_metric_with_unverified_weights_is_recorded_and_unranked(prepare
     # with no metrics named, whatever can run here runs: FVD (its weights are installed), not FID
     run, skipped = plan_metrics(EvalOptions(data=str(prepared_dir), generator="noise", unverified_weights=True))
     assert "fvd" in run and "fid" not in run and set(skipped) == {"fid"}
+
+
+def test_fid_end_to_end_with_random_weights(prepared_dir, tmp_path, installed_inception, inception_weights):
+    """Tri-planar FID through `evaluate`: every recorded field, and real held-out volumes beat noise on every plane."""
+    base = dict(
+        data=str(prepared_dir), n=FID_N, seed=0, out=str(tmp_path / "r"), metrics=["fid"],
+        split="test", unverified_weights=True,  # 1 reference volume; real-holdout draws from the other one, in val
+        metric_options={"fid": {"slice_step": FID_STEP}}, montage_volumes=0,
+    )  # fmt: skip
+    records = {g: read_record(evaluate(EvalOptions(**base, generator=g)))["metrics"] for g in ("noise", "real-holdout")}
+    per_plane = {"xy": FID_N * 64 // FID_STEP, "xz": FID_N * 128 // FID_STEP, "yz": FID_N * 128 // FID_STEP}
+    sha = content_sha256(inception_weights)
+    for gen, metrics in records.items():
+        assert set(metrics) == {"fid_xy", "fid_xz", "fid_yz", "fid_mean"}, gen
+        for key, m in metrics.items():
+            assert m["verified"] is False and m["weights_sha256"] == sha and m["extractor"] == "inception-v3-compat"
+            lo, hi = m["interval"]
+            assert 0 <= lo <= m["value"] <= hi and math.isfinite(hi), (gen, key, m)
+            assert f"step {FID_STEP}" in m["note"]  # subsampled slices are flagged as not comparable
+        for plane, n in per_plane.items():
+            assert metrics[f"fid_{plane}"]["n"] == n, (gen, plane)
+        assert metrics["fid_mean"]["n"] == FID_N  # volumes
+        mean = sum(metrics[f"fid_{p}"]["value"] for p in per_plane) / 3
+        assert metrics["fid_mean"]["value"] == pytest.approx(mean, rel=1e-12)
+    noise, real = records["noise"], records["real-holdout"]
+    for key in noise:
+        assert real[key]["value"] < noise[key]["value"] / 2, key  # a real sanity property, even with random weights
+    # three different noise volumes: a non-degenerate jackknife interval
+    assert noise["fid_mean"]["interval"][0] < noise["fid_mean"]["value"] < noise["fid_mean"]["interval"][1]

@@ -1,5 +1,5 @@
-"""Fixtures for the metrics tests: a private CTBENCH_CACHE and random InceptionV3 weights (the I3D stand-in is
-in tests/conftest.py, shared with the evaluate tests)."""
+"""Fixtures for the metrics tests: a private CTBENCH_CACHE (the random InceptionV3 weights and the I3D stand-in
+are in tests/conftest.py, shared with the evaluate tests)."""
 
 from __future__ import annotations
 
@@ -17,28 +17,6 @@ def private_cache(tmp_path_factory, monkeypatch) -> Path:
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(root / "tfhub"))
     monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
     return root
-
-
-@pytest.fixture(scope="session")
-def inception_weights(tmp_path_factory) -> Path:
-    """An InceptionV3 state dict in torch-fidelity's format with random weights and calibrated BatchNorm.
-
-    torchvision's Inception3 (1008 classes, no aux head) has the same parameter names; BatchNorm running
-    statistics are set from one batch of random images so activations stay in a realistic range.
-    """
-    import torchvision
-
-    torch.manual_seed(1234)
-    net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=True)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    net.train()
-    with torch.no_grad():
-        net(torch.rand(4, 3, 299, 299) * 2 - 1)
-    path = tmp_path_factory.mktemp("weights") / "random-inception.pth"
-    torch.save(net.state_dict(), path)
-    return path
 
 
 @pytest.fixture
