@@ -279,8 +279,9 @@ def to_html(groups: list[Group], against: str | None = None) -> str:
     out = [
         "<!doctype html><html><head><meta charset='utf-8'><title>ctbench leaderboard</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}td:nth-child(2){text-align:left}"
-        ".unverified{color:#955}.missing{color:#999}img{max-width:100%;margin:4px 0}</style></head><body>",
+        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right;white-space:nowrap}"
+        "td:nth-child(2){text-align:left}.unverified{color:#955}.missing{color:#999}img{max-width:100%;margin:4px 0}"
+        ".plots{display:flex;flex-wrap:wrap;gap:4px 16px}.scroll{overflow-x:auto}</style></head><body>",
         "<h1>ctbench leaderboard</h1>",
         "<p>Lower is better for ↓ metrics; intervals in brackets; — = not computed (never 0).</p>",
     ]
@@ -298,20 +299,23 @@ def to_html(groups: list[Group], against: str | None = None) -> str:
             if caption:
                 out.append(f"<h3 class='unverified'>{e(caption)}</h3>")
             header, body = _table_rows(g, rows, against)
-            out.append(f"<table class='{cls}'><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+            out.append(f"<div class='scroll'><table class='{cls}'><tr>" + "".join(f"<th>{e(h)}</th>" for h in header))
+            out[-1] += "</tr>"
             for line in body:
                 cells = "".join(
                     f"<td class='missing'>{e(c)}</td>" if c == MISSING else f"<td>{e(c)}</td>" for c in line
                 )
                 out.append(f"<tr>{cells}</tr>")
-            out.append("</table>")
+            out.append("</table></div>")
         skipped = _skipped(g)
         if skipped:
             out.append("<details><summary>Skipped metrics</summary><ul>")
             out += [f"<li>{e(s)}</li>" for s in skipped]
             out.append("</ul></details>")
-        for metric, src in g.plots.items():
-            out.append(f"<div><img src='{e(src)}' alt='{e(metric)}'></div>")
+        if g.plots:
+            out.append("<div class='plots'>")
+            out += [f"<img src='{e(src)}' alt='{e(metric)}'>" for metric, src in g.plots.items()]
+            out.append("</div>")
         if g.montages:
             out.append("<h3>Samples beside real volumes (mid xy / xz / yz slices)</h3>")
             for label, src in g.montages.items():
