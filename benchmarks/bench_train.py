@@ -10,12 +10,16 @@ Cases, each measured in a fresh process (so peak memory is its own), in the same
 * ``sample, ddim 50``: one volume: 50 DDIM steps + decode (ctbench's fast sampler).
 * ``sample, ancestral T`` (baseline): one volume: all T ancestral steps + decode.
 
-Sizes: on CUDA the paper's (64×128×128 volumes, VQGAN base 16, UNet base 256, T = 1000, bf16
-autocast, channels-last); on the CPU a reduced size (32×64×64 volumes, UNet base 16, T = 1000) on
-``--threads`` threads (default 1). Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA and the growth of the
-process's peak RSS over its size after building the models on the CPU.
+Sizes: ``--device cuda`` runs the paper's (64×128×128 volumes, VQGAN base 16 with 16,384 codes, UNet
+base 256, T = 1000); ``--device cpu`` a reduced size (32×64×64 volumes, UNet base 16, T = 1000) on
+``--threads`` threads (default 1); ``--tiny`` the toy config ``configs/vqgan_ddpm/tiny.yaml`` (16×32×32,
+T = 100) on either device, under a minute on one CPU core. Precision: ``--precision auto`` uses the
+config's per-device settings (bf16 autocast + channels-last on CUDA, fp32 on the CPU); ``fp32`` and
+``bf16`` force one on any device (bf16 comes with channels-last on CUDA only; see ``Runtime``). Peak
+memory is ``torch.cuda.max_memory_allocated`` on CUDA and, on the CPU, the growth of the process's peak
+RSS over its size after building the models.
 
-Run: ``python benchmarks/bench_train.py [--repeats 5] [--device cuda]``.
+Run: ``python benchmarks/bench_train.py [--repeats 5] [--device cuda] [--precision fp32] [--tiny]``.
 """
 
 from __future__ import annotations
@@ -24,23 +28,36 @@ import argparse
 import multiprocessing as mp
 import resource
 import time
+from pathlib import Path
 
 import torch
+import yaml
 
 from ctbench.api import deep_update
 from generators.vqgan_ddpm.build import build_diffusion, build_discriminators, build_unet, build_vqgan, latent_shape
 from generators.vqgan_ddpm.discriminators import random_axial_slices
 from generators.vqgan_ddpm.losses import discriminator_loss, generator_adversarial_loss, reconstruction_loss
 from generators.vqgan_ddpm.samplers import make_sampler
-from generators.vqgan_ddpm.train import Runtime, ddpm_step, vqgan_step
+from generators.vqgan_ddpm.train import Runtime, ddpm_step, precision_for, vqgan_step
 from generators.vqgan_ddpm.variants import default_config
 
 CPU_SIZE = {"data": {"volume_shape": [32, 64, 64]}, "ddpm": {"unet": {"base_channels": 16}}}
+TINY_YAML = Path(__file__).resolve().parents[1] / "configs" / "vqgan_ddpm" / "tiny.yaml"
 
 
-def _config(device: str) -> dict:
+def _config(device: str, tiny: bool) -> dict:
     cfg = default_config()
+    if tiny:
+        return deep_update(cfg, yaml.safe_load(TINY_YAML.read_text()))
     return cfg if device == "cuda" else deep_update(cfg, CPU_SIZE)
+
+
+def _runtime(cfg: dict, device: str, precision: str) -> Runtime:
+    dev = torch.device(device)
+    if precision == "auto":
+        return Runtime(device=dev, **precision_for(cfg, dev))
+    on = precision == "bf16"
+    return Runtime(device=dev, bf16=on, channels_last=on and dev.type == "cuda")  # see Runtime: not both on CPU
 
 
 def _rss_mb() -> float:
@@ -74,24 +91,26 @@ def naive_vqgan_step(model, discs, opt_g, opt_d, x, cfg, g, rt) -> None:
         x_rec = model(x, g).reconstruction  # the recomputed forward pass
         both = torch.cat([x, x_rec.detach()])
         ls, lv = discs(random_axial_slices(both, g), both)
-        d_loss = discriminator_loss(ls[:2], ls[2:]) + discriminator_loss(lv[:2], lv[2:])
+        n = x.shape[0]
+        d_loss = discriminator_loss(ls[:n], ls[n:]) + discriminator_loss(lv[:n], lv[n:])
     d_loss.backward()
     opt_d.step()
 
 
-def _case(name: str, device: str, repeats: int, threads: int, queue: mp.Queue) -> None:
+def _case(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
     torch.manual_seed(0)
+    device, repeats = args.device, args.repeats
     if device == "cpu":
-        torch.set_num_threads(threads)
-    cfg = _config(device)
-    rt = Runtime(device=torch.device(device), bf16=True)
+        torch.set_num_threads(args.threads)
+    else:
+        torch.backends.cudnn.benchmark = True  # as training does (setup_runtime)
+    cfg = _config(device, args.tiny)
+    rt = _runtime(cfg, device, args.precision)
     shape = tuple(cfg["data"]["volume_shape"])
     x = rt.to_device(torch.rand(2, 1, *shape) * 2 - 1)
-    vq = build_vqgan(cfg).to(rt.device)
-    if device == "cuda":
-        vq = vq.to(memory_format=torch.channels_last_3d)
+    vq = rt.prepare(build_vqgan(cfg))
     if name.startswith("vqgan"):
-        discs = build_discriminators(cfg).to(rt.device)
+        discs = rt.prepare(build_discriminators(cfg))
         opt_g = torch.optim.Adam(vq.parameters(), lr=1e-4, betas=(0.5, 0.9))
         opt_d = torch.optim.Adam(discs.parameters(), lr=1e-4, betas=(0.5, 0.9))
         after_warmup = cfg["vqgan"]["discriminator"]["start_step"]
@@ -102,14 +121,12 @@ def _case(name: str, device: str, repeats: int, threads: int, queue: mp.Queue) -
             def run(i):
                 vqgan_step(vq, discs, opt_g, opt_d, [x], after_warmup, cfg, torch.Generator().manual_seed(i), rt)
     else:
-        unet = build_unet(cfg).to(rt.device)
-        if device == "cuda":
-            unet = unet.to(memory_format=torch.channels_last_3d)
+        unet = rt.prepare(build_unet(cfg))
         diffusion = build_diffusion(cfg)
         vq.train()(x)  # initialise the codebook
         vq.eval()
         if name == "ddpm step":
-            ema = build_unet(cfg).to(rt.device)
+            ema = rt.prepare(build_unet(cfg))
             opt = torch.optim.AdamW(unet.parameters(), lr=1e-4)
 
             def run(i):
@@ -158,24 +175,35 @@ CASES = [
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
     ap.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="auto: the config's per-device setting (CUDA bf16 + channels-last, CPU fp32)")
+    ap.add_argument("--tiny", action="store_true", help="the toy config (configs/vqgan_ddpm/tiny.yaml)")
     args = ap.parse_args()
-    cfg = _config(args.device)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is visible to torch")
+    cfg = _config(args.device, args.tiny)
+    rt = _runtime(cfg, args.device, args.precision)
     ctx = mp.get_context("spawn")
     results = {}
     for name, _ in CASES:
         q = ctx.Queue()
-        p = ctx.Process(target=_case, args=(name, args.device, args.repeats, args.threads, q))
+        p = ctx.Process(target=_case, args=(name, args, q))
         p.start()
-        results[name] = q.get()
         p.join()
+        if p.exitcode != 0:
+            raise SystemExit(f"case {name!r} failed (exit code {p.exitcode}); see the traceback above")
+        results[name] = q.get(timeout=60)
         print(f"{name}: {results[name][0]:.3f} s", flush=True)
     size = "x".join(map(str, cfg["data"]["volume_shape"]))
-    threads = f"{args.threads} thread(s)" if args.device == "cpu" else torch.cuda.get_device_name()
-    print(f"\nvqgan-ddpm on {args.device} ({threads}), volumes {size}, batch 2, "
-          f"UNet base {cfg['ddpm']['unet']['base_channels']}, T = {cfg['ddpm']['diffusion']['timesteps']}"
-          f"{', bf16 autocast' if args.device == 'cuda' else ', fp32'}")
+    where = f"{args.threads} thread(s)" if args.device == "cpu" else torch.cuda.get_device_name()
+    precision = ("bf16 autocast" if rt.bf16 else "fp32") + (", channels-last" if rt.channels_last else "")
+    if args.device == "cuda" and not rt.bf16:
+        precision += f", cuDNN TF32 {'on' if torch.backends.cudnn.allow_tf32 else 'off'}"
+    print(f"\nvqgan-ddpm on {args.device} ({where}), torch {torch.__version__}, volumes {size}, batch 2, "
+          f"VQGAN base {cfg['vqgan']['base_channels']} / {cfg['vqgan']['codebook_size']} codes, "
+          f"UNet base {cfg['ddpm']['unet']['base_channels']}, T = {cfg['ddpm']['diffusion']['timesteps']}, {precision}")
     print(f"| {'case':<24} | {'time (s)':>9} | {'vs baseline':>13} | {'peak MB':>8} |")
     print(f"|{'-' * 26}|{'-' * 11}:|{'-' * 14}:|{'-' * 9}:|")
     for name, baseline in CASES:

@@ -35,7 +35,6 @@ from tqdm.auto import tqdm
 
 from ctbench import __version__
 from ctbench.data.atomic import atomic_path
-from ctbench.data.dataset import PreparedDataset
 
 from .build import Discriminators, build_diffusion, build_discriminators, build_unet, build_vqgan, latent_shape
 from .diffusion import GaussianDiffusion
@@ -118,8 +117,14 @@ class VolumeBatches:
 
 
 def open_dataset(data: str | os.PathLike | Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
-    """A prepared folder (its ``train`` split, via ``ctbench.data.dataset.PreparedDataset``) or a sequence as is."""
+    """A prepared folder (its ``train`` split, via ``ctbench.data.dataset.PreparedDataset``) or a sequence as is.
+
+    Imported here, not at the top: the training code itself needs no NIfTI reader (a GPU box without
+    nibabel can train from tensors and run ``benchmarks/bench_train.py``).
+    """
     if isinstance(data, (str, os.PathLike)):
+        from ctbench.data.dataset import PreparedDataset
+
         return PreparedDataset(Path(data), split="train", augment=False)
     return data
 
@@ -141,6 +146,13 @@ class Runtime:
     bf16: bool = False
     channels_last: bool = False
 
+    def __post_init__(self) -> None:
+        if self.device.type == "cpu" and self.bf16 and self.channels_last:
+            raise ValueError(
+                "bf16 with channels_last on the CPU: oneDNN's bf16 channels-last 3D convolution backward "
+                "intermittently gave NaN weight gradients here (torch 2.14); enable one or the other on the CPU"
+            )
+
     @property
     def main(self) -> bool:
         return self.rank == 0
@@ -157,9 +169,19 @@ class Runtime:
         return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
 
     def prepare(self, module: nn.Module) -> nn.Module:
-        """``module`` on the device (in place), its weights channels-last when enabled."""
+        """``module`` on the device (in place), its conv weights channels-last when enabled.
+
+        Per layer: 3D convs get ``channels_last_3d`` and 2D convs (the slice discriminator) ``channels_last``;
+        ``module.to(memory_format=channels_last_3d)`` would fail on the 2D weights.
+        """
         module = module.to(self.device)
-        return module.to(memory_format=torch.channels_last_3d) if self.channels_last else module
+        if self.channels_last:
+            for m in module.modules():
+                if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)):
+                    m.to(memory_format=torch.channels_last_3d)
+                elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                    m.to(memory_format=torch.channels_last)
+        return module
 
     def barrier(self) -> None:
         if self.world_size > 1:
@@ -184,6 +206,7 @@ def setup_runtime(config: dict[str, Any]) -> Runtime:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
+        torch.backends.cudnn.benchmark = True  # fixed volume shapes: let cuDNN pick the fastest 3D conv kernels
     else:
         device = torch.device("cpu")
     return Runtime(rank, world, device, **precision_for(config, device))
