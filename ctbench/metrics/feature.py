@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ctbench.extractors.slicing import check_volumes
 from ctbench.metrics.base import MetricValue
 from ctbench.metrics.frechet import FrechetEstimate, FrechetReference, frechet_with_jackknife
+from ctbench.progress import progress_bar
 from ctbench.stats import FeatureSetStats, GroupedStats, load_cached, load_partial, partial_path, store_cached
 from ctbench.weights import ResolvedWeights, resolve
 
@@ -179,7 +179,7 @@ class FeatureMetric(ABC):
             acc.stats = partial  # resume: the first n_volumes cases (sorted by id) are in it
         last_save = time.monotonic()
         starts = range(acc.stats.n_volumes, len(cases), REFERENCE_BATCH)[rank::world]  # this rank's batches
-        for start in tqdm(starts, desc=f"{self.name} reference ({split})", unit="batch", disable=rank != 0):
+        for start in progress_bar(starts, desc=f"{self.name} reference ({split})", unit="batch", enabled=rank == 0):
             chunk = cases[start : start + REFERENCE_BATCH]
             vols = torch.stack([torch.from_numpy(read_volume(c.path))[None] for c in chunk])
             acc.update(vols, indices=range(start, start + len(chunk)))

@@ -14,7 +14,8 @@ import math
 from collections.abc import Callable
 
 import torch
-from tqdm.auto import tqdm
+
+from ctbench.progress import progress_bar
 
 from .diffusion import GaussianDiffusion, ModelFn
 
@@ -44,7 +45,7 @@ class _ChainSampler:
         """Latents ``(N, *shape)`` float32, N = ``len(generators)``, from ``model`` (``(x_t, t) → (N, 2C, ...)``)."""
         d = self.diffusion
         x = per_sample_noise(shape, generators, device)
-        for i in tqdm(range(d.num_timesteps - 1, -1, -1), desc=self.name, disable=not progress, leave=False):
+        for i in progress_bar(range(d.num_timesteps - 1, -1, -1), desc=self.name, enabled=progress, leave=False):
             t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
             x = self._step(d.p_mean_variance(model, x, t), i, lambda: per_sample_noise(shape, generators, device))
         return x

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ctbench import __version__
 from ctbench.data.atomic import atomic_path
+from ctbench.progress import progress_bar
 
 from .build import Discriminators, build_diffusion, build_discriminators, build_unet, build_vqgan, latent_shape
 from .diffusion import GaussianDiffusion
@@ -417,7 +418,7 @@ def _progress(rt: Runtime, enabled: bool, desc: str, initial: int, total: int) -
     show = enabled and rt.main
     if show and initial >= total:
         tqdm.write(f"{desc}: already at step {initial} of {total}; nothing to train (raise its steps to go on)")
-    return tqdm(total=total, initial=initial, desc=desc, disable=not show or initial >= total, dynamic_ncols=True)
+    return progress_bar(total=total, initial=initial, desc=desc, enabled=show and initial < total, dynamic_ncols=True)
 
 
 def _montage(path: Path, groups: list[tuple[str, list[torch.Tensor], list[str]]], title: str) -> None:
