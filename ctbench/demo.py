@@ -26,6 +26,10 @@ TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "vqgan_ddpm" / "
 BASELINES = ("real-holdout", "mean-volume", "noise")
 
 
+class DemoError(RuntimeError):
+    """The demo cannot go on (e.g. a phantom failed to prepare); the message says which step and why."""
+
+
 @dataclass
 class DemoOptions:
     """Demo settings; the CLI shows these defaults."""
@@ -111,7 +115,8 @@ def run_demo(opts: DemoOptions, say=print) -> DemoResult:
         say(f"[2/4] preparing them under flare22-v1 into {prepared}")
         result = prepare(raw, prepared, workers=opts.workers)
         if result.failed:
-            raise RuntimeError(f"{len(result.failed)} phantom(s) failed to prepare: {[r.error for r in result.failed]}")
+            errors = "; ".join(r.error or r.id for r in result.failed)
+            raise DemoError(f"{len(result.failed)} phantom(s) in {raw} failed to prepare: {errors}")
         manifest = result.manifest
 
     say(f"[3/4] evaluating {', '.join(opts.generators)}" + (f" and {REFERENCE} (tiny)" if opts.reference else ""))

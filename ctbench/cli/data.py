@@ -30,7 +30,10 @@ def synth(out: Path, n: int, seed: int, small: bool) -> None:
 
     These are synthetic phantoms, NOT FLARE22 scans. Example: ctbench data synth raw --n 8 --seed 0
     """
-    paths = synthesize(out, n, seed, small=small)
+    try:
+        paths = synthesize(out, n, seed, small=small)
+    except OSError as exc:
+        raise click.ClickException(f"{out}: cannot write the phantoms ({exc.strerror or exc})") from exc
     click.echo(f"wrote {len(paths)} phantoms to {out / 'images'} (label maps in {out / 'labels'})")
 
 
@@ -96,4 +99,8 @@ def info(root: Path, preview: Path | None, split: str | None, max_cases: int) ->
     for c in failed:
         click.echo(f"{c.status}: {c.error or c.id}")
     if preview is not None:
-        click.echo(f"preview: {save_preview(root, preview, split=split, max_cases=max_cases)}")
+        try:
+            click.echo(f"preview: {save_preview(root, preview, split=split, max_cases=max_cases)}")
+        except OSError as exc:
+            why = f"{exc.filename}: {exc.strerror}" if exc.filename is not None else str(exc)
+            raise click.ClickException(f"{preview}: cannot write the preview ({why})") from exc

@@ -25,7 +25,10 @@ def demo(
 
     Offline and on CPU, in a few minutes. Example: ctbench demo --out demo-out
     """
-    from ctbench.demo import enabling_command, run_demo
+    from ctbench.api import UnknownNameError
+    from ctbench.data.batch import PrepareError
+    from ctbench.demo import DemoError, enabling_command, run_demo
+    from ctbench.evaluate import EvaluationError
 
     opts = DemoOptions(
         out=out,
@@ -37,7 +40,13 @@ def demo(
         reference=not no_reference,
         data=data,
     )
-    result = run_demo(opts, say=click.echo)
+    try:
+        result = run_demo(opts, say=click.echo)
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else out
+        raise click.ClickException(f"{where}: {exc.strerror or exc}") from exc
+    except (DemoError, PrepareError, EvaluationError, UnknownNameError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo("")
     click.echo(result.leaderboard["markdown"].read_text().split("\nSkipped metrics:")[0].strip())
     click.echo("")

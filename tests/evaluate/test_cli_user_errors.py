@@ -106,3 +106,13 @@ def test_progress_bars_show_on_a_terminal_only():
     assert not bar.disable
     bar.close()
     assert progress_bar(range(3), file=_Terminal(), enabled=False).disable  # e.g. ranks other than 0
+
+
+def test_demo_on_a_folder_that_is_not_prepared_or_not_writable(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = _invoke(["demo", "--out", str(tmp_path / "d"), "--data", str(tmp_path / "empty"), "--no-reference"])
+    assert f"{tmp_path / 'empty' / 'manifest.json'}: no manifest" in r.output
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    r = _invoke(["demo", "--out", str(blocker / "demo"), "--cases", "10", "--no-reference"])
+    assert f"Error: {blocker / 'demo' / 'raw'}" in r.output and "Not a directory" in r.output
