@@ -50,6 +50,8 @@ class _Baseline(Generator):
         context: LoadContext | None = None,
     ) -> _Baseline:
         """No checkpoint: the resolved config, then :meth:`_setup` reads whatever real data the baseline needs."""
+        if checkpoint is not None:
+            raise ValueError(f"generator {cls.name!r} needs no checkpoint (it is not trained), got {checkpoint}")
         variant = variant or cls.default_variant()
         gen = cls(variant, cls.resolve_config(variant, overrides), overrides or {})
         gen._setup(context)

@@ -116,3 +116,11 @@ def test_demo_on_a_folder_that_is_not_prepared_or_not_writable(tmp_path):
     blocker.write_text("")
     r = _invoke(["demo", "--out", str(blocker / "demo"), "--cases", "10", "--no-reference"])
     assert f"Error: {blocker / 'demo' / 'raw'}" in r.output and "Not a directory" in r.output
+
+
+def test_a_checkpoint_given_to_a_baseline_is_an_error_not_ignored(prepared_dir, tmp_path):
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"x")
+    args = ["evaluate", "-g", "noise", "--checkpoint", str(ckpt), "--data", str(prepared_dir), "--out", str(tmp_path)]
+    r = _invoke([*args, "--n", "1", "--metrics", "intensity"])
+    assert f"generator 'noise' needs no checkpoint (it is not trained), got {ckpt}" in r.output
