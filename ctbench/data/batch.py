@@ -198,7 +198,8 @@ def prepare(
         records[rec.id] = rec
         if action == "failed":
             result.failed.append(rec)
-            bar.write(f"FAILED {rec.error}")
+            if not bar.disable:  # live on a terminal; logs get the summary at the end
+                bar.write(f"FAILED {rec.error}")
         elif action == "prepared":
             result.prepared.append(rec.id)
         else:

@@ -53,8 +53,13 @@ def dicom_series_files(folder: str | os.PathLike) -> list[str]:
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder)) or ()
-    files = [reader.GetGDCMSeriesFileNames(str(folder), s) for s in series]
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # "No Series were found" for every folder without DICOM
+    try:
+        series = reader.GetGDCMSeriesIDs(str(folder)) or ()
+        files = [reader.GetGDCMSeriesFileNames(str(folder), s) for s in series]
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     return list(max(files, key=len)) if files else []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from ctbench.cli import main
+from ctbench.data.scan_io import dicom_series_files
 
 
 def _fails(args: list[str]) -> str:
@@ -33,3 +34,9 @@ def test_info_preview_that_cannot_be_written_and_info_of_a_non_prepared_folder(p
     (tmp_path / "corrupt" / "manifest.json").write_text("{oops")
     out = _fails(["data", "info", str(tmp_path / "corrupt")])
     assert f"{tmp_path / 'corrupt' / 'manifest.json'}: not a valid ctbench manifest" in out
+
+
+def test_looking_for_dicom_in_a_folder_without_any_prints_nothing(tmp_path, capfd):
+    (tmp_path / "scan.nii.gz").write_bytes(b"")
+    assert dicom_series_files(tmp_path) == []
+    assert "No Series were found" not in capfd.readouterr().err  # GDCM's C++ warning, once per folder searched
