@@ -1,0 +1,144 @@
+"""The device checks, in one run: what a session with a lent H100/H200 runs as is (no internet, no weights needed).
+
+Steps, each in its own process with a time limit (the whole run stays under ~8 minutes):
+
+* ``metrics``: ``bench_metrics.py`` on CUDA: tri-planar InceptionV3 extraction, slices/s of the naive loop, fp32
+  eager, ``torch.compile`` and compiled bf16 (random BatchNorm-calibrated weights when the pinned file is absent),
+  the bf16-vs-fp32 and compile-vs-eager feature errors and FID gaps, and the Fréchet distance timing;
+* ``train``: ``bench_train.py --device cuda``: training-step time, peak memory and sampling time of the
+  reference generator.
+
+It writes ``<out>/<step>.log`` (full output), ``<out>/metrics.json`` and ``<out>/summary.json``, and prints a final
+table. ``--tiny`` (or ``CTBENCH_GPU_CHECKS_TINY=1``) runs the same steps on the CPU at toy size in well under a
+minute (no compile: it costs ~80 s on the CPU); the test suite runs that.
+
+    python benchmarks/gpu_checks.py --out gpu-checks              # on the GPU machine
+    python benchmarks/gpu_checks.py --tiny --out /tmp/gpu-checks  # CPU smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+NEEDED = ("torch", "torchvision", "numpy", "scipy", "torch_fidelity", "pytorch_fid", "einops", "yaml", "tqdm")
+"""Modules the two benchmarks import; a missing one is reported before anything runs."""
+
+
+@dataclass
+class Step:
+    name: str
+    argv: list[str]
+    limit_s: int
+    status: str = "not run"
+    seconds: float = 0.0
+    table: str = ""
+
+
+def plan(tiny: bool, out: Path) -> list[Step]:
+    """The steps and their time limits: full size on CUDA, or toy size on the CPU (``tiny``)."""
+    metrics_json = str(out / "metrics.json")
+    if tiny:
+        return [
+            Step("metrics", ["bench_metrics.py", "--device", "cpu", "--volumes", "1", "--slice-step", "64",
+                             "--no-compile", "--bf16", "--repeats", "1", "--no-warmup", "--frechet-dim", "64",
+                             "--json", metrics_json], 240),
+            Step("train", ["bench_train.py", "--device", "cpu", "--tiny", "--repeats", "1"], 180),
+        ]  # fmt: skip
+    return [
+        Step("metrics", ["bench_metrics.py", "--device", "cuda", "--volumes", "16", "--slice-step", "1", "--compile",
+                         "--bf16", "--repeats", "3", "--json", metrics_json], 300),
+        Step("train", ["bench_train.py", "--device", "cuda", "--repeats", "3"], 150),
+    ]  # fmt: skip
+
+
+def missing_modules() -> list[str]:
+    """Which of :data:`NEEDED` this interpreter cannot import."""
+    import importlib.util
+
+    return [m for m in NEEDED if importlib.util.find_spec(m) is None]
+
+
+def run_step(step: Step, out: Path) -> None:
+    """Run one benchmark in a child process under its time limit; its output goes to ``<out>/<name>.log``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    log = out / f"{step.name}.log"
+    print(f"== {step.name}: {' '.join(step.argv)} (limit {step.limit_s} s)", flush=True)
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, str(BENCH / step.argv[0]), *step.argv[1:]], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=step.limit_s)
+        text = proc.stdout + proc.stderr
+        step.status = "ok" if proc.returncode == 0 else f"failed (rc {proc.returncode})"
+    except subprocess.TimeoutExpired as exc:
+        text, step.status = _text(exc.stdout) + _text(exc.stderr), f"timed out after {step.limit_s} s"
+    step.seconds = time.perf_counter() - t
+    log.write_text(text)
+    step.table = "\n".join(line for line in text.splitlines() if line.startswith(("|", "ctbench ", "device ",
+                                                                                    "vqgan-ddpm on")))
+    print(step.table or text[-2000:], flush=True)
+    print(f"== {step.name}: {step.status} in {step.seconds:.0f} s (log: {log})", flush=True)
+
+
+def _text(data: bytes | str | None) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
+
+
+def headline(out: Path) -> list[str]:
+    """The figures the issue asks for, from ``metrics.json``: slices/s per method and the fast paths' FID gaps."""
+    path = out / "metrics.json"
+    if not path.is_file():
+        return []
+    ext = json.loads(path.read_text())["extraction"]
+    lines = [f"{r['method']}: {r['slices_per_s']:.1f} slices/s ({r['vs_naive']:.2f}x naive)" for r in ext["rows"]]
+    lines += [f"{name} vs fp32: max relative feature error {g['max_rel']:.2e}, FID relative gap {g['fid_rel_gap']:.2e}"
+              for name, g in ext["gaps"].items()]
+    return lines
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tiny", action="store_true", default=os.environ.get("CTBENCH_GPU_CHECKS_TINY") == "1",
+                   help="toy size on the CPU (also: CTBENCH_GPU_CHECKS_TINY=1)")
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "gpu-checks"),
+                   help="folder for logs and JSON (default: $OUT, else ./gpu-checks)")
+    args = p.parse_args()
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    steps = plan(args.tiny, out)
+    missing = missing_modules()
+    if missing:
+        for s in steps:
+            s.status = f"skipped: cannot import {', '.join(missing)}"
+    else:
+        import torch
+
+        print(f"python {sys.version.split()[0]}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+              f"device {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}", flush=True)
+        if not args.tiny and not torch.cuda.is_available():
+            p.error("no CUDA device visible to torch; use --tiny for the CPU smoke run")
+        for s in steps:
+            run_step(s, out)
+    summary = {"tiny": args.tiny, "steps": [asdict(s) for s in steps], "headline": headline(out)}
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out / "summary.json")
+    print(f"\n| {'step':8s} | {'status':40s} | {'seconds':>7s} |")
+    print(f"|{'-' * 10}|{'-' * 42}|{'-' * 9}|")
+    for s in steps:
+        print(f"| {s.name:8s} | {s.status:40s} | {s.seconds:7.0f} |")
+    for line in summary["headline"]:
+        print(f"  {line}")
+    return 0 if all(s.status == "ok" for s in steps) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""benchmarks/gpu_checks.py runs end to end at toy size on the CPU, as a GPU session would run it at full size."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ctbench.extractors.inception import BF16_FEATURE_TOLERANCE
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_checks.py"
+
+
+@pytest.mark.slow
+def test_gpu_checks_tiny_runs_every_step_and_reports(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "CTBENCH_GPU_CHECKS_TINY": "1"}  # the environment variable form of --tiny
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out)], env=env, capture_output=True, text=True,
+                          timeout=420)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tiny"] is True
+    assert [(s["name"], s["status"]) for s in summary["steps"]] == [("metrics", "ok"), ("train", "ok")]
+    assert all(s["table"].count("|") > 10 for s in summary["steps"])  # each benchmark printed its table
+    ext = json.loads((out / "metrics.json").read_text())["extraction"]
+    methods = [r["method"] for r in ext["rows"]]
+    assert methods == ["naive (per-slice resize, torchvision)", "ctbench fp32", "ctbench bf16"]
+    assert ext["slices"] == 1 + 2 + 2  # one volume, every 64th slice: 64/64 xy, 128/64 xz and yz
+    assert all(r["slices_per_s"] > 0 and math.isfinite(r["slices_per_s"]) for r in ext["rows"])
+    gap = ext["gaps"]["ctbench bf16"]
+    assert 0 < gap["max_rel"] < BF16_FEATURE_TOLERANCE and gap["fid_fp32"] > 0
+    final = proc.stdout[proc.stdout.rindex("| step"):]  # the final table and the headline figures
+    assert "| metrics  | ok" in final and "| train    | ok" in final and "ctbench bf16 vs fp32" in final
+    assert (out / "metrics.log").read_text() and (out / "train.log").read_text()
+
