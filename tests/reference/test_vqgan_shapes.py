@@ -12,7 +12,7 @@ from ctbench.api import REGISTRY, deep_update
 from generators.vqgan_ddpm.build import build_discriminators, build_sampler, build_unet, build_vqgan, latent_shape
 from generators.vqgan_ddpm.discriminators import random_axial_slices
 from generators.vqgan_ddpm.plugin import VQGANDDPM
-from generators.vqgan_ddpm.variants import VARIANTS, check_config, default_config
+from generators.vqgan_ddpm.variants import VARIANTS, check_config, default_config, flatten_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "vqgan_ddpm"
 SMALL = {
@@ -102,3 +102,36 @@ def test_registered_as_trainable_plugin_with_its_variants():
     assert cls is VQGANDDPM and cls.trainable
     assert set(cls.variants()) == {"rec", "rec+disc", "rec+cb+cm", "full", "c8", "c16"}
     assert cls.default_variant() == "full"
+
+
+@pytest.mark.parametrize("config_file", ["flare22.yaml", "tiny.yaml"])
+def test_variant_keys_win_over_a_config_file_that_spells_out_defaults(config_file):
+    data = yaml.safe_load((CONFIGS / config_file).read_text())
+    file_only = flatten_config(deep_update(default_config(), data))
+    for variant in VARIANTS:
+        keys = flatten_config(VARIANTS[variant])
+        resolved = flatten_config(VQGANDDPM.resolve_config(variant, data))
+        assert {k: resolved[k] for k in keys} == keys, variant  # the variant's keys hold
+        assert {k: v for k, v in resolved.items() if k not in keys} == {  # everything else is the file's
+            k: v for k, v in file_only.items() if k not in keys
+        }, variant
+    assert VQGANDDPM.resolve_config("c8", data)["vqgan"]["compression"] == 8
+    assert VQGANDDPM.resolve_config("default", {"vqgan": {"compression": 8}})["vqgan"]["compression"] == 8
+    with pytest.raises(ValueError, match="config key 'vqgan.quantizer.commitment_weight' = 0.5 contradicts variant 'rec'"):
+        VQGANDDPM.resolve_config("rec", {"vqgan": {"quantizer": {"commitment_weight": 0.5}}})
+
+
+def test_paper_unet_has_285m_parameters():
+    """256 base channels, multipliers (1, 2, 2), 2 res blocks, attention at the lower two levels: 285 M."""
+    with torch.device("meta"):
+        unet = build_unet(default_config())
+    assert sum(p.numel() for p in unet.parameters()) == pytest.approx(285.0e6, rel=0.005)
+
+
+@pytest.mark.parametrize("latent", [(1, 2, 2), (3, 5, 5)])
+def test_unet_handles_odd_and_size_one_latent_axes(latent):
+    """A stride-2 conv maps 1 → 1 and 5 → 3; the decoder path upsamples back to each skip's size."""
+    cfg = VQGANDDPM.resolve_config(None, SMALL)
+    unet = build_unet(cfg)
+    x = torch.randn(1, 8, *latent)
+    assert unet(x, torch.tensor([3])).shape == (1, 16, *latent)
