@@ -117,7 +117,7 @@ def test_variant_keys_win_over_a_config_file_that_spells_out_defaults(config_fil
         }, variant
     assert VQGANDDPM.resolve_config("c8", data)["vqgan"]["compression"] == 8
     assert VQGANDDPM.resolve_config("default", {"vqgan": {"compression": 8}})["vqgan"]["compression"] == 8
-    with pytest.raises(ValueError, match="config key 'vqgan.quantizer.commitment_weight' = 0.5 contradicts variant 'rec'"):
+    with pytest.raises(ValueError, match="'vqgan.quantizer.commitment_weight' = 0.5 contradicts variant 'rec'"):
         VQGANDDPM.resolve_config("rec", {"vqgan": {"quantizer": {"commitment_weight": 0.5}}})
 
 
