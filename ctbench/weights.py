@@ -272,9 +272,21 @@ def fetch(name: str, progress: bool = True) -> ResolvedWeights:
     extract = Path(tempfile.mkdtemp(prefix=f".{spec.filename}.", dir=downloads))
     try:
         shutil.unpack_archive(str(tarball), str(extract), format="gztar")
-        return import_weights(extract, spec.name, unverified_ok=spec.sha256 is None)
+        return import_weights(savedmodel_root(extract, tarball), spec.name, unverified_ok=spec.sha256 is None)
     finally:
         shutil.rmtree(extract, ignore_errors=True)
+
+
+def savedmodel_root(folder: Path, source: Path) -> Path:
+    """The one folder under ``folder`` (itself included) holding ``saved_model.pb``: archives may wrap it in a folder.
+
+    ``source`` names the archive in the error raised when there is none, or more than one.
+    """
+    found = sorted(p.parent for p in folder.rglob("saved_model.pb"))
+    if len(found) != 1:
+        what = "no saved_model.pb" if not found else f"{len(found)} saved_model.pb files"
+        raise ValueError(f"{source}: {what} inside; expected one TF-Hub SavedModel")
+    return found[0]
 
 
 @dataclass(frozen=True)
@@ -294,6 +306,16 @@ class WeightStatus:
         if self.verified:
             return "verified"
         return "unpinned" if self.pinned is None else "WRONG HASH"
+
+    @property
+    def explanation(self) -> str:
+        """One line on what the state means for results, empty when there is nothing to say."""
+        if self.state == "unpinned":
+            return ("no hash is pinned in ctbench for these weights, so they cannot be verified: results made with "
+                    "them are marked unverified (they need --unverified-weights) and are not ranked")
+        if self.state == "WRONG HASH":
+            return "not the pinned file: refused unless --unverified-weights (results then marked unverified)"
+        return ""
 
 
 def status() -> list[WeightStatus]:

@@ -77,7 +77,15 @@ def fetch_cmd(names):
             r = fetch(name)
         except (KeyError, ValueError, OSError) as exc:
             raise click.ClickException(f"{name}: {exc}") from exc
-        click.echo(f"{name}: {r.path} ({'verified' if r.verified else 'UNPINNED, sha256 ' + r.sha256})")
+        if r.verified:
+            click.echo(f"{name}: {r.path} (verified, sha256 {r.sha256})")
+        else:
+            click.echo(
+                f"{name}: {r.path}\n  UNPINNED: ctbench pins no hash for it (none is published), so it cannot be "
+                f"verified; its content hash is sha256 {r.sha256}. Results made with it are marked unverified and "
+                "need --unverified-weights; compare this hash with `ctbench weights status` on another machine to "
+                "check both have the same module."
+            )
 
 
 @weights.command("import")
@@ -105,3 +113,5 @@ def status_cmd():
         click.echo(f"{s.name:22s} {s.state:10s} {s.path or '-'}")
         if s.sha256:
             click.echo(f"{'':22s} sha256 {s.sha256} (pinned: {s.pinned or 'none'})")
+        if s.explanation:
+            click.echo(f"{'':22s} {s.explanation}")

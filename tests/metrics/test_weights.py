@@ -111,6 +111,34 @@ def test_fetch_savedmodel_tarball_unpacks_into_cache(i3d_standin, http_root, mon
     assert r.verified and (r.path / "saved_model.pb").is_file() and W.dir_sha256(r.path) == pinned
 
 
+def test_cli_fetch_of_the_unpinned_i3d_module_downloads_unpacks_and_says_so(i3d_standin, http_root, monkeypatch):
+    """The real spec (no pinned hash), only its URL pointed at a local server; the archive wraps the module in a
+    folder, as re-packed archives do. Installed, hashed, reported unpinned; FVD then needs the override."""
+    root, url = http_root
+    with tarfile.open(root / "i3d.tar.gz", "w:gz") as tar:
+        tar.add(i3d_standin, arcname="i3d-kinetics-400_1")
+    spec = W.WEIGHTS["i3d-kinetics-400"]
+    assert spec.sha256 is None  # the case under test: nothing is published to pin
+    monkeypatch.setitem(W.WEIGHTS, spec.name, dataclasses.replace(spec, url=f"{url}/i3d.tar.gz"))
+    res = CliRunner().invoke(main, ["weights", "fetch", spec.name])
+    assert res.exit_code == 0, res.output
+    digest = W.dir_sha256(i3d_standin)
+    installed = W.weights_dir() / spec.filename
+    assert W.dir_sha256(installed) == digest and (installed / "saved_model.pb").is_file()
+    assert "UNPINNED" in res.output and f"sha256 {digest}" in res.output and "--unverified-weights" in res.output
+    status = CliRunner().invoke(main, ["weights", "status"]).output
+    assert f"{spec.name:22s} unpinned" in status and "no hash is pinned in ctbench" in status
+    with pytest.raises(MetricUnavailable, match="pins no hash for it yet"):
+        W.resolve(spec.name)
+    assert W.resolve(spec.name, unverified_ok=True).verified is False
+
+
+def test_archive_without_a_savedmodel_is_named(tmp_path):
+    (tmp_path / "x" / "a").mkdir(parents=True)
+    with pytest.raises(ValueError, match="i3d.tar.gz: no saved_model.pb inside"):
+        W.savedmodel_root(tmp_path / "x", tmp_path / "i3d.tar.gz")
+
+
 def test_cli_weights_import_and_status(inception_weights):
     runner = CliRunner()
     res = runner.invoke(main, ["weights", "import", str(inception_weights)])
