@@ -174,12 +174,13 @@ def relative_gap(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / a.norm())
 
 
-@pytest.mark.parametrize("side", [128, 299])
-def test_gap_to_pytorch_fid_pipeline_is_measured(extractor, pytorch_fid_net, side, record_property):
+@pytest.mark.parametrize("side,measured", [(128, 0.0039), (299, 0.0015)])
+def test_gap_to_pytorch_fid_pipeline_is_measured(extractor, pytorch_fid_net, side, measured, record_property):
     """pytorch-fid's full pipeline ((x-127.5)/127.5, its own resize) differs from the TF pipeline; measure it.
 
     At 299×299 input no resize happens in either pipeline, so the gap is the normalisation alone; at 128×128
-    the different bilinear resize adds to it. The figures go into the README.
+    the different bilinear resize adds to it. The figures are the README's (0.39% and 0.15% with these seeded
+    weights and images); the test holds them to ±25%, a margin for other CPUs' kernels.
     """
     g = torch.Generator().manual_seed(11)
     coarse = torch.rand(3, 1, 8, 8, generator=g)
@@ -190,7 +191,7 @@ def test_gap_to_pytorch_fid_pipeline_is_measured(extractor, pytorch_fid_net, sid
     gap = relative_gap(ours, theirs)
     record_property("relative_gap", gap)
     print(f"pytorch-fid gap at {side}x{side}: {gap:.4%}")
-    assert 1e-4 < gap < 0.05
+    assert gap == pytest.approx(measured, rel=0.25)
 
 
 def test_tensorflow_is_told_to_grow_gpu_memory(tf, monkeypatch):

@@ -11,6 +11,7 @@ from ctbench.cli import main
 from ctbench.metrics import get_metric
 from ctbench.metrics.base import MetricValue
 from ctbench.stats import FeatureSetStats
+from ctbench.weights import import_weights
 
 STEP = 32  # 2 + 4 + 4 slices per volume instead of 64 + 128 + 128
 
@@ -117,6 +118,19 @@ def test_reference_is_cached_by_content(prepared_dir, installed_inception, monke
         get_metric("fid", slice_step=64).reference(prepared_dir, "test", unverified_ok=True)
     with pytest.raises(AssertionError, match="recomputed"):
         fid.reference(prepared_dir, "val", unverified_ok=True)
+    # so is every other provenance field: metric version, preprocessing, the weights' bytes
+    for attr, value in (("version", "2"), ("preprocessing", fid.preprocessing + "; changed")):
+        with monkeypatch.context() as m:
+            m.setattr(type(fid), attr, value)
+            with pytest.raises(AssertionError, match="recomputed"):
+                fid.reference(prepared_dir, "test", unverified_ok=True)
+    state = torch.load(installed_inception.path)
+    state["fc.bias"] = state["fc.bias"] + 1  # a different file of the same architecture
+    torch.save(state, tmp_path / "other.pth")
+    other = import_weights(tmp_path / "other.pth", "inception-v3-compat", unverified_ok=True)
+    assert other.sha256 != installed_inception.sha256
+    with pytest.raises(AssertionError, match="recomputed"):
+        fid.reference(prepared_dir, "test", unverified_ok=True)
 
 
 def test_cli_stats_export_and_import(prepared_dir, installed_inception, tmp_path, monkeypatch, private_cache):
