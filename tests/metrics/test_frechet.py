@@ -112,6 +112,25 @@ def test_frechet_with_jackknife_replicates_equal_leave_one_group_out():
     assert lo < est.value < hi
 
 
+def test_jackknife_standard_error_matches_the_spread_over_repeated_sets():
+    """Calibration: over 300 independent generated sets, the mean jackknife se equals the sd of the values (±20%).
+
+    (Measured: ratio 0.99. The interval is centred on the estimate, which carries the Fréchet distance's O(1/N)
+    upward bias, so it covers the population value less often than 95% when that bias is comparable to se.)
+    """
+    rng = np.random.default_rng(0)
+    d, k, n = 4, 8, 400
+    ref = FrechetReference(np.zeros(d), np.eye(d))
+    values, ses = [], []
+    for _ in range(300):
+        fake = GroupedStats(d, k)
+        fake.update(rng.normal(size=(n, d)) * np.sqrt(1.5) + 0.3, np.arange(n) % k)
+        est = frechet_with_jackknife(fake, ref)
+        values.append(est.value)
+        ses.append(jackknife_se(est.replicates))
+    assert np.mean(ses) / np.std(values, ddof=1) == pytest.approx(1.0, abs=0.2)
+
+
 def test_warns_when_fewer_samples_than_dimensions():
     rng = np.random.default_rng(8)
     fake = GroupedStats(16, 2)
