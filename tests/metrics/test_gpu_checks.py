@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -38,3 +39,18 @@ def test_gpu_checks_tiny_runs_every_step_and_reports(tmp_path):
     assert "| metrics  | ok" in final and "| train    | ok" in final and "ctbench bf16 vs fp32" in final
     assert (out / "metrics.log").read_text() and (out / "train.log").read_text()
 
+
+
+def test_a_step_past_its_limit_is_killed_and_reported(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_checks", SCRIPT)
+    gpu_checks = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_checks", gpu_checks)  # dataclasses look their module up there
+    spec.loader.exec_module(gpu_checks)
+    slow, bad = tmp_path / "slow.py", tmp_path / "bad.py"
+    slow.write_text("import time\nprint('| started |', flush=True)\ntime.sleep(60)\n")
+    bad.write_text("import sys\nprint('boom')\nsys.exit(3)\n")
+    steps = [gpu_checks.Step("slow", [str(slow)], limit_s=2), gpu_checks.Step("bad", [str(bad)], limit_s=30)]
+    for step in steps:
+        gpu_checks.run_step(step, tmp_path)
+    assert steps[0].status == "timed out after 2 s" and steps[0].seconds < 30 and steps[0].table == "| started |"
+    assert steps[1].status == "failed (rc 3)" and (tmp_path / "bad.log").read_text() == "boom\n"
