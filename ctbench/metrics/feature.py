@@ -29,7 +29,7 @@ from ctbench.stats import FeatureSetStats, GroupedStats, load_cached, load_parti
 from ctbench.weights import ResolvedWeights, resolve
 
 DEFAULT_GROUPS = 8
-"""K of the grouped jackknife for generated sets (memory: K · dim² · 8 bytes per stream, 32 MiB each for FID)."""
+"""K of the grouped jackknife for generated sets (memory: K · dim² · 8 bytes per stream, 256 MiB per FID plane)."""
 
 REFERENCE_BATCH = 4
 """Real volumes read and extracted together when computing reference statistics."""
