@@ -124,7 +124,10 @@ def evaluate(**kw) -> None:
     for key, value in record["metrics"].items():
         v = value["value"]
         iv = value.get("interval")
-        shown = "—" if v is None else f"{v:.4g}" + (f"  [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
+        if v is None:
+            shown = "—" + (f"  ({value['note']})" if value.get("note") else "")
+        else:
+            shown = f"{v:.4g}" + (f"  [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
         click.echo(f"  {key:<14} {shown}")
     for name, reason in record["skipped"].items():
         click.echo(f"  {name:<14} skipped: {reason.splitlines()[0]}")

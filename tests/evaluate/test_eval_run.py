@@ -124,6 +124,8 @@ def test_cli_evaluate_prints_values_and_skips(prepared_dir, tmp_path):
     rec = read_record(next(tmp_path.glob("mean-volume-*.json")))
     assert rec["generator"]["overrides"] == {"split": "train"}
     assert rec["metrics"]["ms_ssim"]["value"] == pytest.approx(1.0)  # one volume repeated: no diversity
+    real = rec["metrics"]["ms_ssim_real"]  # the shared folder's test split has one case: no pairs
+    assert real["value"] is None and f"ms_ssim_real   —  ({real['note']})" in r.output  # the reason, not a bare dash
 
 
 def test_shard_covers_every_index_once():
