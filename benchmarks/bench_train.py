@@ -84,7 +84,7 @@ def naive_vqgan_step(model, discs, opt_g, opt_d, x, cfg, g, rt) -> None:
         loss = cfg["vqgan"]["rec_weight"] * reconstruction_loss(x, out.reconstruction) + out.quantized.commitment_loss
         loss = loss + dcfg["slice_weight"] * generator_adversarial_loss(ls) + dcfg[
             "volume_weight"] * generator_adversarial_loss(lv)
-    loss.backward()
+    rt.backward(loss)
     opt_g.step()
     opt_d.zero_grad(set_to_none=True)
     with rt.autocast():
@@ -93,7 +93,7 @@ def naive_vqgan_step(model, discs, opt_g, opt_d, x, cfg, g, rt) -> None:
         ls, lv = discs(random_axial_slices(both, g), both)
         n = x.shape[0]
         d_loss = discriminator_loss(ls[:n], ls[n:]) + discriminator_loss(lv[:n], lv[n:])
-    d_loss.backward()
+    rt.backward(d_loss)
     opt_d.step()
 
 

@@ -150,8 +150,8 @@ class Runtime:
     def __post_init__(self) -> None:
         if self.device.type == "cpu" and self.bf16 and self.channels_last:
             raise ValueError(
-                "bf16 with channels_last on the CPU: oneDNN's bf16 channels-last 3D convolution backward "
-                "intermittently gave NaN weight gradients here (torch 2.14); enable one or the other on the CPU"
+                "bf16 with channels_last on the CPU: bf16 runs without oneDNN there (see autocast), where "
+                "channels-last 3D convolutions gain nothing; enable one or the other on the CPU"
             )
 
     @property
@@ -159,10 +159,22 @@ class Runtime:
         return self.rank == 0
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on this device's type when ``bf16`` is on, else nothing."""
+        """bf16 autocast on this device's type around forward passes when ``bf16`` is on, else nothing."""
         if self.bf16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()``, outside autocast; with bf16 on the CPU, without oneDNN.
+
+        In torch 2.14 oneDNN's bf16 3D convolution weight gradient came out NaN in about 1 call of 10 for
+        some shapes (e.g. 64 channels at 2×4×4); the native CPU kernels are slower but correct.
+        """
+        if self.bf16 and self.device.type == "cpu":
+            with torch.backends.mkldnn.flags(enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None):
+                loss.backward()
+        else:
+            loss.backward()
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
         """A batch ``(N, C, D, H, W)`` on the device, channels-last when enabled."""
@@ -273,20 +285,21 @@ def vqgan_step(
     opt_g.zero_grad(set_to_none=True)
     reconstructions = []
     for i, x in enumerate(micro_batches):
-        with _maybe_no_sync(model, i == k - 1), rt.autocast():
-            out = model(x, generator)
-            rec = reconstruction_loss(x, out.reconstruction)
-            loss = v["rec_weight"] * rec + out.quantized.commitment_loss
-            if adversarial:
-                with _frozen(discriminators) as d:
-                    slices = random_axial_slices(out.reconstruction, generator)
-                    logits_s, logits_v = d(slices, out.reconstruction)
-                g_adv = dcfg["slice_weight"] * generator_adversarial_loss(logits_s) + dcfg[
-                    "volume_weight"
-                ] * generator_adversarial_loss(logits_v)
-                loss = loss + g_adv
-                log("g_adv", g_adv)
-            (loss / k).backward()
+        with _maybe_no_sync(model, i == k - 1):
+            with rt.autocast():
+                out = model(x, generator)
+                rec = reconstruction_loss(x, out.reconstruction)
+                loss = v["rec_weight"] * rec + out.quantized.commitment_loss
+                if adversarial:
+                    with _frozen(discriminators) as d:
+                        slices = random_axial_slices(out.reconstruction, generator)
+                        logits_s, logits_v = d(slices, out.reconstruction)
+                    g_adv = dcfg["slice_weight"] * generator_adversarial_loss(logits_s) + dcfg[
+                        "volume_weight"
+                    ] * generator_adversarial_loss(logits_v)
+                    loss = loss + g_adv
+                    log("g_adv", g_adv)
+            rt.backward(loss / k)
         reconstructions.append(out.reconstruction.detach())
         log("rec", rec)
         log("commit", out.quantized.commitment_loss)
@@ -296,14 +309,15 @@ def vqgan_step(
     if adversarial:
         opt_d.zero_grad(set_to_none=True)
         for i, (x, x_rec) in enumerate(zip(micro_batches, reconstructions, strict=True)):
-            with _maybe_no_sync(discriminators, i == k - 1), rt.autocast():
-                both = torch.cat([x, x_rec])
-                logits_s, logits_v = discriminators(random_axial_slices(both, generator), both)
-                n = x.shape[0]
-                d_loss = dcfg["slice_weight"] * discriminator_loss(logits_s[:n], logits_s[n:]) + dcfg[
-                    "volume_weight"
-                ] * discriminator_loss(logits_v[:n], logits_v[n:])
-                (d_loss / k).backward()
+            with _maybe_no_sync(discriminators, i == k - 1):
+                with rt.autocast():
+                    both = torch.cat([x, x_rec])
+                    logits_s, logits_v = discriminators(random_axial_slices(both, generator), both)
+                    n = x.shape[0]
+                    d_loss = dcfg["slice_weight"] * discriminator_loss(logits_s[:n], logits_s[n:]) + dcfg[
+                        "volume_weight"
+                    ] * discriminator_loss(logits_v[:n], logits_v[n:])
+                rt.backward(d_loss / k)
             log("d", d_loss)
         opt_d.step()
     return logs
@@ -327,9 +341,10 @@ def ddpm_step(
     for i, z in enumerate(latents):
         t = torch.randint(0, diffusion.num_timesteps, (z.shape[0],), generator=generator).to(z.device)
         noise = torch.randn(z.shape, generator=generator).to(z.device)
-        with _maybe_no_sync(unet, i == k - 1), rt.autocast():
-            terms = diffusion.training_losses(unet, z, t, noise, d["diffusion"]["vlb_weight"])
-            (terms["loss"].mean() / k).backward()
+        with _maybe_no_sync(unet, i == k - 1):
+            with rt.autocast():
+                terms = diffusion.training_losses(unet, z, t, noise, d["diffusion"]["vlb_weight"])
+            rt.backward(terms["loss"].mean() / k)
         for name in logs:
             logs[name] += float(terms[name].mean().detach()) / k
     opt.step()
