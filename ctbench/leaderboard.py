@@ -53,6 +53,7 @@ LOWER_IS_BETTER = {"fid_mean", "fid_xy", "fid_xz", "fid_yz", "fvd", "intensity_w
 # columns that describe the real reference volumes, not the generator: no Δ column; drawn on their partner's plot
 REAL_PARTNER = {"ms_ssim_real": "ms_ssim", "nn_corr_real": "nn_corr"}
 MISSING = "—"
+AUDIT_CAPTION = "Memorisation audit: each run's samples closest to a training scan, beside that scan"
 UNITS = {"intensity_w1": "HU", "memorised": "samples flagged"}
 COUNTS = {"memorised"}
 
@@ -96,6 +97,8 @@ class Group:
     rank_by: str | None = None
     plots: dict[str, str] = field(default_factory=dict)
     montages: dict[str, str] = field(default_factory=dict)
+    audits: dict[str, str] = field(default_factory=dict)
+    """Run label → the memorisation audit's worst-pairs figure (relative path)."""
 
     @property
     def slug(self) -> str:
@@ -270,6 +273,9 @@ def to_markdown(groups: list[Group], against: str | None = None) -> str:
         if g.montages:
             parts += ["", "Samples beside real volumes (mid xy / xz / yz slices):", ""]
             parts += [f"![{label}]({path})" for label, path in g.montages.items()]
+        if g.audits:
+            parts += ["", f"{AUDIT_CAPTION}:", ""]
+            parts += [f"![{label}]({path})" for label, path in g.audits.items()]
     return "\n".join(parts) + "\n"
 
 
@@ -316,12 +322,33 @@ def to_html(groups: list[Group], against: str | None = None) -> str:
             out.append("<div class='plots'>")
             out += [f"<img src='{e(src)}' alt='{e(metric)}'>" for metric, src in g.plots.items()]
             out.append("</div>")
-        if g.montages:
-            out.append("<h3>Samples beside real volumes (mid xy / xz / yz slices)</h3>")
-            for label, src in g.montages.items():
-                out.append(f"<div><p>{e(label)}</p><img src='{e(src)}' alt='{e(label)}'></div>")
+        for caption, figures in (
+            ("Samples beside real volumes (mid xy / xz / yz slices)", g.montages),
+            (AUDIT_CAPTION, g.audits),
+        ):
+            if figures:
+                out.append(f"<h3>{e(caption)}</h3>")
+                for label, src in figures.items():
+                    out.append(f"<div><p>{e(label)}</p><img src='{e(src)}' alt='{e(label)}'></div>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def _copy_artifact(row: Row, artifact: str, out: Path, subdir: str) -> str | None:
+    """Copy a record's figure (``artifacts[artifact]``, beside the record) to ``out/subdir``; its relative path."""
+    name = row.record.get("artifacts", {}).get(artifact)
+    if not name:
+        return None
+    src = row.path.parent / name
+    if not src.is_file():
+        warnings.warn(f"{row.path}: {artifact} figure {src} not found", stacklevel=3)
+        return None
+    dest = out / subdir / src.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if src.resolve() != dest.resolve():
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
+    return f"{subdir}/{src.name}"
 
 
 def _shared_reference(rows: list[Row], key: str) -> tuple[str, float, tuple[float, float] | None] | None:
@@ -362,18 +389,13 @@ def build(results: str | Path, out: str | Path, against: str | None = None) -> d
             )
             g.plots[metric] = name
         for r in rows:
-            montage = r.record.get("artifacts", {}).get("montage")
-            src = r.path.parent / montage if montage else None
-            if src is None or not src.is_file():
-                if montage:
-                    warnings.warn(f"{r.path}: montage {src} not found", stacklevel=2)
-                continue
-            dest = out / "montages" / src.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if src.resolve() != dest.resolve():
-                with atomic_path(dest) as tmp:
-                    shutil.copyfile(src, tmp)
-            g.montages[f"{r.label} (run {r.record['run_id']})"] = f"montages/{src.name}"
+            label = f"{r.label} (run {r.record['run_id']})"
+            for artifact, subdir, figures in (
+                ("montage", "montages", g.montages),
+                ("memorisation_pairs", "memorisation", g.audits),
+            ):
+                if (copied := _copy_artifact(r, artifact, out, subdir)) is not None:
+                    figures[label] = copied
     paths = {"csv": out / "leaderboard.csv", "markdown": out / "README.md", "html": out / "index.html"}
     write_text_atomic(paths["csv"], to_csv(groups, against))
     write_text_atomic(paths["markdown"], to_markdown(groups, against))

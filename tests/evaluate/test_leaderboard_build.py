@@ -86,3 +86,24 @@ def test_empty_results_folder(tmp_path, make_record):
     assert "No result records" in paths["markdown"].read_text()
     write_record(make_record("x", {"fid_mean": 1.0}, weights="1" * 64), tmp_path / "r")
     assert len(collect(tmp_path / "r")) == 1
+
+
+def test_montage_and_memorisation_figures_are_copied_and_linked(tmp_path, make_record):
+    results = tmp_path / "results"
+    rec = make_record("noise", {"intensity_w1": 230.0}, run_id="noise-run")
+    rec["artifacts"] = {"montage": "noise-run.montage.png", "memorisation_pairs": "noise-run.memorisation.png"}
+    write_record(rec, results)
+    (results / "noise-run.montage.png").write_bytes(b"montage bytes")
+    (results / "noise-run.memorisation.png").write_bytes(b"pairs bytes")
+    lost = make_record("mean-volume", {"intensity_w1": 60.0}, run_id="lost-run")
+    lost["artifacts"] = {"memorisation_pairs": "lost-run.memorisation.png"}  # file never written
+    write_record(lost, results)
+    with pytest.warns(UserWarning, match="lost-run.json: memorisation_pairs figure .* not found"):
+        paths = build(results, tmp_path / "board")
+    board = tmp_path / "board"
+    assert (board / "montages" / "noise-run.montage.png").read_bytes() == b"montage bytes"
+    assert (board / "memorisation" / "noise-run.memorisation.png").read_bytes() == b"pairs bytes"
+    html, md = paths["html"].read_text(), paths["markdown"].read_text()
+    for text in (html, md):
+        assert "memorisation/noise-run.memorisation.png" in text and "montages/noise-run.montage.png" in text
+        assert "lost-run.memorisation" not in text
