@@ -16,6 +16,8 @@ table. ``--tiny`` (or ``CTBENCH_GPU_CHECKS_TINY=1``) runs the same steps on the 
 minute (no compile: it costs ~80 s on the CPU); the test suite runs that.
 
     python benchmarks/gpu_checks.py --out gpu-checks              # on the GPU machine
+    python benchmarks/gpu_checks.py --site .venv/lib/python3.11/site-packages --out $OUT
+        # the lent machines lack torch-fidelity: carry .venv/lib/python3.11/site-packages/torch_fidelity there
     python benchmarks/gpu_checks.py --tiny --out /tmp/gpu-checks  # CPU smoke run
 """
 
@@ -33,8 +35,11 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-NEEDED = ("torch", "torchvision", "numpy", "scipy", "torch_fidelity", "pytorch_fid", "einops", "yaml", "tqdm")
-"""Modules the two benchmarks import; a missing one is reported before anything runs."""
+NEEDED = {
+    "metrics": ("torch", "torchvision", "numpy", "scipy", "torch_fidelity", "tqdm"),
+    "train": ("torch", "numpy", "einops", "yaml", "tqdm"),
+}
+"""Modules each benchmark imports; a step whose modules are missing is reported as skipped, the others run."""
 
 
 @dataclass
@@ -65,16 +70,17 @@ def plan(tiny: bool, out: Path) -> list[Step]:
     ]  # fmt: skip
 
 
-def missing_modules() -> list[str]:
-    """Which of :data:`NEEDED` this interpreter cannot import."""
+def missing_modules(step: str) -> list[str]:
+    """Which of the modules ``step`` needs (:data:`NEEDED`) this interpreter cannot import (``--site`` included)."""
     import importlib.util
 
-    return [m for m in NEEDED if importlib.util.find_spec(m) is None]
+    return [m for m in NEEDED[step] if importlib.util.find_spec(m) is None]
 
 
-def run_step(step: Step, out: Path) -> None:
+def run_step(step: Step, out: Path, site: Path | None = None) -> None:
     """Run one benchmark in a child process under its time limit; its output goes to ``<out>/<name>.log``."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    path = [str(REPO), str(site) if site else None, os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
     log = out / f"{step.name}.log"
     print(f"== {step.name}: {' '.join(step.argv)} (limit {step.limit_s} s)", flush=True)
     t = time.perf_counter()
@@ -114,23 +120,28 @@ def main() -> int:
                    help="toy size on the CPU (also: CTBENCH_GPU_CHECKS_TINY=1)")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "gpu-checks"),
                    help="folder for logs and JSON (default: $OUT, else ./gpu-checks)")
+    p.add_argument("--site", type=Path, default=None,
+                   help="extra folder of Python packages (e.g. a carried copy of torch_fidelity), put on the path")
     args = p.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    steps = plan(args.tiny, out)
-    missing = missing_modules()
-    if missing:
-        for s in steps:
-            s.status = f"skipped: cannot import {', '.join(missing)}"
-    else:
-        import torch
+    site = args.site.resolve() if args.site else None
+    if site:
+        sys.path.insert(0, str(site))
+    import torch
 
-        print(f"python {sys.version.split()[0]}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
-              f"device {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}", flush=True)
-        if not args.tiny and not torch.cuda.is_available():
-            p.error("no CUDA device visible to torch; use --tiny for the CPU smoke run")
-        for s in steps:
-            run_step(s, out)
+    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+          f"device {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}", flush=True)
+    if not args.tiny and not torch.cuda.is_available():
+        p.error("no CUDA device visible to torch; use --tiny for the CPU smoke run")
+    steps = plan(args.tiny, out)
+    for s in steps:
+        missing = missing_modules(s.name)
+        if missing:
+            s.status = f"skipped: cannot import {', '.join(missing)}"
+            print(f"== {s.name}: {s.status}", flush=True)
+        else:
+            run_step(s, out, site)
     summary = {"tiny": args.tiny, "steps": [asdict(s) for s in steps], "headline": headline(out)}
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
