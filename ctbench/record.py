@@ -1,12 +1,13 @@
-"""The result record: one JSON file per evaluation run, its schema, writer, reader and validator.
+"""The result record: one JSON file per evaluation run, its JSON Schema, builder, writer, reader and validator.
 
 A record holds everything needed to interpret and to rerun a run::
 
     schema_version, ctbench_version, run_id, created_at
     generator:  name, variant, spec, overrides, config, config_hash, checkpoint, checkpoint_sha256,
                 plugin_package, plugin_version, version, parameters   (or source "samples" + samples_dir)
-    protocol:   name, version, sha256, manifest_sha256, split
+    protocol:   name, version, sha256, manifest_sha256, split, reference_n, train_n, generated_hu_range
     sampling:   n, seed, scheme ("seed+i"), batch_size, world_size
+    metric_specs: {metric: version, options, weights, keys, plugin_package, plugin_version}
     metrics:    {key: MetricValue.to_dict()}   value None = missing, never 0
     skipped:    {metric: reason}
     artifacts:  {montage, memorisation_pairs, samples_dir}  (paths relative to the record's folder)
@@ -17,66 +18,128 @@ A record holds everything needed to interpret and to rerun a run::
 
 from __future__ import annotations
 
+import functools
 import json
+import uuid
 import warnings
+from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ctbench import __version__
 from ctbench.data.atomic import write_text_atomic
 from ctbench.metrics.base import MetricValue
 
-SCHEMA_VERSION = 1
-RECORD_KIND = "ctbench.result"
+if TYPE_CHECKING:
+    from ctbench.data.prepared import Manifest
+    from ctbench.metrics.contract import Metric
+    from ctbench.protocol import Protocol
 
-_REQUIRED: dict[str, type] = {
-    "kind": str,
-    "schema_version": int,
-    "ctbench_version": str,
-    "run_id": str,
-    "created_at": str,
-    "generator": dict,
-    "protocol": dict,
-    "sampling": dict,
-    "metrics": dict,
-    "skipped": dict,
-    "artifacts": dict,
-    "env": dict,
-    "timing": dict,
-    "command": dict,
-}
-_REQUIRED_NESTED: dict[str, tuple[str, ...]] = {
-    "generator": ("name", "variant", "config_hash"),
-    "protocol": ("name", "version", "manifest_sha256", "split"),
-    "sampling": ("n", "seed", "scheme"),
-    "command": ("argv", "options"),
-}
+SCHEMA_VERSION = 2
+"""2 added ``metric_specs``; records of version 1 are still read."""
+RECORD_KIND = "ctbench.result"
+SCHEMA_FILE = "record.schema.json"
 
 
 class RecordError(ValueError):
     """A file that is not a valid ctbench result record; the message names the file and the problem."""
 
 
+@functools.cache
+def _validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(resources.files("ctbench.schemas").joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def record_schema() -> dict[str, Any]:
+    """The published JSON Schema of result records (``ctbench/schemas/record.schema.json``)."""
+    return dict(_validator().schema)
+
+
 def validate_record(record: Any, source: str | Path = "<record>") -> dict[str, Any]:
-    """Check the schema of a parsed record; returns it unchanged or raises :class:`RecordError`."""
+    """Check a parsed record against the JSON Schema; returns it unchanged or raises :class:`RecordError`."""
     if not isinstance(record, dict) or record.get("kind") != RECORD_KIND:
         raise RecordError(f'{source}: not a ctbench result record (no "kind": "{RECORD_KIND}")')
+    version = record.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise RecordError(f"{source}: schema_version {version} is newer than this ctbench ({SCHEMA_VERSION}); upgrade")
     problems = []
-    for key, typ in _REQUIRED.items():
-        if not isinstance(record.get(key), typ):
-            problems.append(f"{key!r} missing or not {typ.__name__}")
-    if record.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
-        problems.append(f"schema_version {record['schema_version']} is newer than this ctbench ({SCHEMA_VERSION})")
-    for block, keys in _REQUIRED_NESTED.items():
-        if isinstance(record.get(block), dict):
-            problems += [f"{block}.{k} missing" for k in keys if k not in record[block]]
-    for key, value in (record.get("metrics") or {}).items():
-        if not isinstance(value, dict) or "value" not in value:
-            problems.append(f"metrics.{key} has no 'value'")
-        elif value["value"] is not None and not isinstance(value["value"], (int, float)):
-            problems.append(f"metrics.{key}.value is not a number")
+    for error in sorted(_validator().iter_errors(record), key=lambda e: [str(p) for p in e.absolute_path]):
+        path = [str(p) for p in error.absolute_path]
+        if error.validator == "required":  # name the missing field itself
+            missing = [k for k in error.validator_value if k not in error.instance]
+            problems += [".".join([*path, k]) + ": missing" for k in missing]
+        else:
+            problems.append(f"{'.'.join(path) or 'record'}: {error.message}")
     if problems:
-        raise RecordError(f"{source}: invalid result record: " + "; ".join(problems))
+        raise RecordError(f"{source}: invalid result record: " + "; ".join(problems[:8]))
     return record
+
+
+def build_record(
+    *,
+    run_id: str,
+    generator: dict[str, Any],
+    protocol: Protocol,
+    manifest: Manifest,
+    split: str,
+    reference_n: int,
+    train_n: int,
+    generated_hu_range: tuple[float, float],
+    sampling: dict[str, Any],
+    metrics: dict[str, Metric],
+    values: dict[str, MetricValue],
+    skipped: dict[str, str],
+    artifacts: dict[str, Any],
+    env: dict[str, Any],
+    timing: dict[str, float],
+    command: dict[str, Any],
+) -> dict[str, Any]:
+    """The record of one run, in the shape the schema publishes (``metrics`` are the metric objects that ran)."""
+    from ctbench.metrics.registry import METRICS
+
+    specs = {}
+    for name, m in metrics.items():
+        st = METRICS.status(name)
+        specs[name] = {
+            "version": m.version,
+            "options": m.options(),
+            "weights": list(m.weights),
+            "keys": list(m.key_names()),
+            "plugin_package": st.package,
+            "plugin_version": st.package_version,
+        }
+    return {
+        "kind": RECORD_KIND,
+        "schema_version": SCHEMA_VERSION,
+        "ctbench_version": __version__,
+        "run_id": run_id,
+        "uuid": uuid.uuid4().hex,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generator": generator,
+        "protocol": {
+            "name": protocol.name,
+            "version": protocol.version,
+            "sha256": protocol.sha256,
+            "manifest_sha256": manifest.sha256,
+            "data_dir": str(Path(manifest.root).resolve()),
+            "split": split,
+            "reference_n": reference_n,
+            "train_n": train_n,
+            "generated_hu_range": list(generated_hu_range),
+        },
+        "sampling": sampling,
+        "metric_specs": specs,
+        "metrics": {k: v.to_dict() for k, v in values.items()},
+        "skipped": skipped,
+        "artifacts": artifacts,
+        "env": env,
+        "timing": timing,
+        "command": command,
+    }
 
 
 def write_record(record: dict[str, Any], out_dir: str | Path) -> Path:

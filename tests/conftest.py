@@ -3,6 +3,10 @@ stand-in for the I3D network (FVD) that TensorFlow saves on the spot."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +102,25 @@ def inception_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "random-inception.pth"
     torch.save(net.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def wheel_site():
+    """Build a test plugin project into a wheel and unpack it: returns a folder for ``PYTHONPATH``.
+
+    The project is copied first so its source folder stays clean; ``wheel_site(project_dir, tmp_path_factory)``.
+    """
+
+    def build(project: Path, factory: pytest.TempPathFactory) -> Path:
+        wheels = factory.mktemp("wheels")
+        src = factory.mktemp("src") / project.name
+        shutil.copytree(project, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)]
+        subprocess.run([*pip, str(src)], check=True, timeout=120)
+        (wheel,) = wheels.glob("*.whl")
+        site = factory.mktemp("site")
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extractall(site)
+        return site
+
+    return build

@@ -7,7 +7,7 @@ import json
 import click
 import yaml
 
-from ctbench.evaluate import ALL_METRICS, EvalOptions
+from ctbench.evaluate.options import EvalOptions
 
 _D = EvalOptions()
 
@@ -38,7 +38,7 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--seed", type=int, default=_D.seed, show_default=True, help="Sample i is seeded by (seed, i).")
 @click.option(
     "--metrics",
-    help=f"Comma-separated subset of {','.join(ALL_METRICS)}. Default: all that can run here (others are "
+    help="Comma-separated metric names (see `ctbench ls`). Default: every metric that can run here (others are "
     "recorded as skipped). Named metrics that cannot run are an error.",
 )
 @click.option(
@@ -149,8 +149,11 @@ def ls(as_json: bool) -> None:
             row["trainable"] = bool(st.cls.trainable)
         gens.append(row)
     metrics = _metric_rows()
+    from ctbench.metrics import METRICS
+
+    shadowed = METRICS.shadowed()
     if as_json:
-        click.echo(json.dumps({"generators": gens, "metrics": metrics}, indent=2))
+        click.echo(json.dumps({"generators": gens, "metrics": metrics, "shadowed_metrics": shadowed}, indent=2))
         return
     click.echo("generators:")
     for g in gens:
@@ -162,26 +165,34 @@ def ls(as_json: bool) -> None:
             click.echo(f"  {g['name']:<16} variants: {', '.join(g['variants'])}  [{where}{train}]")
     click.echo("metrics:")
     for m in metrics:
-        click.echo(f"  {m['name']:<16} {m['status']}")
-    if any("error" in g for g in gens):
+        keys = f"  keys: {', '.join(m['keys'])}" if "keys" in m else ""
+        click.echo(f"  {m['name']:<16} {m['status']}{keys}")
+    for entry in shadowed:
+        click.echo(f"  ignored: plugin entry point {entry} takes a built-in metric's name", err=True)
+    if any("error" in g for g in gens) or any(m["status"].startswith("broken") for m in metrics):
         click.echo("(plugins that failed to load do not affect the others)", err=True)
 
 
 def _metric_rows() -> list[dict]:
-    from ctbench.evaluate import FEATURE_METRICS, WEIGHT_FREE_METRICS
-    from ctbench.metrics.base import MetricUnavailable
+    """One row per registered metric: its declaration, and whether it can run here (or why not)."""
+    from ctbench.metrics import METRICS, MetricUnavailable
 
     rows = []
-    for name in FEATURE_METRICS:
+    for st in METRICS.statuses():
+        row: dict = {"name": st.name, "target": st.target, "package": st.package, "version": st.package_version}
+        if st.cls is None:
+            row["status"] = f"broken: {st.error}"
+            rows.append(row)
+            continue
+        metric = METRICS.create(st.name)
+        row.update({"metric_version": metric.version, "keys": list(metric.key_names()),
+                    "weights": list(metric.weights), "summary": metric.summary})
         try:
-            from ctbench.metrics import get_metric
-
-            get_metric(name).check_ready()
-            status = "ready"
+            metric.check_ready()
+            row["status"] = "ready" + ("" if metric.weights else " (needs no weights)")
         except MetricUnavailable as exc:
-            status = "unavailable: " + str(exc).splitlines()[0]
-        except Exception as exc:  # a broken optional dependency must not break `ls`
-            status = f"error: {type(exc).__name__}: {exc}"
-        rows.append({"name": name, "status": status})
-    rows += [{"name": name, "status": "ready (needs no weights)"} for name in WEIGHT_FREE_METRICS]
+            row["status"] = "unavailable: " + str(exc).splitlines()[0]
+        except Exception as exc:  # a broken optional dependency or plugin must not break `ls`
+            row["status"] = f"error: {type(exc).__name__}: {exc}"
+        rows.append(row)
     return rows

@@ -28,7 +28,9 @@ from ctbench.metrics.base import MetricUnavailable
               "results are marked unverified and the leaderboard will not rank them.")
 def stats(prepared_dir, split, metrics, device, batch_size, no_cache, export_dir, import_files, unverified_weights):
     """Compute (once) and cache the real set's statistics for FID/FVD, keyed by content."""
+    from ctbench.data.prepared import load_manifest
     from ctbench.metrics import get_metric
+    from ctbench.metrics.feature import FeatureMetric
     from ctbench.stats import import_stats
 
     for f in import_files:
@@ -41,12 +43,18 @@ def stats(prepared_dir, split, metrics, device, batch_size, no_cache, export_dir
         if not import_files:
             raise click.UsageError("give PREPARED_DIR, or --import FILE")
         return
+    try:
+        manifest = load_manifest(prepared_dir)
+        chosen = {name: get_metric(name) for name in metrics}
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
     unavailable = []
-    for name in metrics:
-        m = get_metric(name)
+    for name, m in chosen.items():
+        if not isinstance(m, FeatureMetric):
+            raise click.ClickException(f"{name}: has no reference statistics (only feature metrics do, e.g. fid, fvd)")
         try:
-            ref = m.reference(prepared_dir, split, device=device, cache=not no_cache,
-                              unverified_ok=unverified_weights, batch_size=batch_size)
+            ref = m.reference_statistics(manifest, split, device=device, cache=not no_cache,
+                                         unverified_ok=unverified_weights, batch_size=batch_size)
         except MetricUnavailable as exc:  # the other metrics still run; the command fails at the end
             click.echo(f"{name}: not computed: {exc}", err=True)
             unavailable.append(name)

@@ -16,12 +16,14 @@ the last scale the mean of the full SSIM map.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ctbench.metrics.base import MetricValue
+from ctbench.metrics.contract import Accumulator, KeepFirst, Key, Metric, RunContext
 
 VERSION = "1"
 WINDOW = 7
@@ -29,7 +31,6 @@ SIGMA = 1.5
 SCALE_WEIGHTS = (0.0448, 0.2856, 0.3001)
 DATA_RANGE = 2.0
 K1, K2 = 0.01, 0.03
-KEYS = ("ms_ssim", "ms_ssim_real")
 
 
 def gaussian_window(size: int = WINDOW, sigma: float = SIGMA) -> torch.Tensor:
@@ -167,3 +168,41 @@ def diversity_value(volumes: torch.Tensor, note: str | None = None) -> MetricVal
         metric_version=VERSION,
         note=note,
     )
+
+
+class Diversity(Metric):
+    """Mean pairwise 3D MS-SSIM of the first ``volumes`` generated volumes, and of as many reference volumes."""
+
+    name = "diversity"
+    version = VERSION
+    summary = "diversity: mean pairwise 3D MS-SSIM of samples, read against the real volumes' value"
+    keys = (
+        Key("ms_ssim", description="mean pairwise 3D MS-SSIM of generated volumes; near ms_ssim_real is best, "
+            "higher means less diverse"),
+        Key("ms_ssim_real", description="the same for real reference volumes", real_of="ms_ssim"),
+    )
+
+    def __init__(self, volumes: int = 32):
+        if volumes < 2:
+            raise ValueError(f"diversity needs at least 2 volumes per side, got {volumes}")
+        self.volumes = volumes
+
+    def options(self) -> dict[str, Any]:
+        return {"volumes": self.volumes, "window": WINDOW, "sigma": SIGMA, "scales": len(SCALE_WEIGHTS)}
+
+    def accumulator(self, ctx: RunContext) -> KeepFirst:
+        return KeepFirst(self.volumes)
+
+    def reference_accumulator(self, ctx: RunContext) -> KeepFirst:
+        return KeepFirst(self.volumes)
+
+    def reference(self, ctx: RunContext, real: Accumulator | None) -> torch.Tensor:
+        assert isinstance(real, KeepFirst)
+        return real.volumes()
+
+    def score(self, fake: Accumulator, reference: torch.Tensor, ctx: RunContext) -> dict[str, MetricValue]:
+        assert isinstance(fake, KeepFirst)
+        return {
+            "ms_ssim": diversity_value(fake.volumes()),
+            "ms_ssim_real": diversity_value(reference, note=f"reference split {ctx.split!r}"),
+        }

@@ -13,20 +13,24 @@ group out; the 95% interval is ``value ± 1.96·se_jackknife``. The real side is
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ctbench.extractors.slicing import check_volumes
 from ctbench.metrics.base import MetricValue
+from ctbench.metrics.contract import Accumulator, Metric, RunContext
 from ctbench.metrics.frechet import FrechetEstimate, FrechetReference, frechet_with_jackknife
 from ctbench.progress import progress_bar
 from ctbench.stats import FeatureSetStats, GroupedStats, load_cached, load_partial, partial_path, store_cached
 from ctbench.weights import ResolvedWeights, resolve
+
+if TYPE_CHECKING:
+    from ctbench.data.prepared import Manifest
 
 DEFAULT_GROUPS = 8
 """K of the grouped jackknife for generated sets (memory: K · dim² · 8 bytes per stream, 256 MiB per FID plane)."""
@@ -43,7 +47,7 @@ _COMPARED = ("metric", "metric_version", "extractor", "weights_sha256", "preproc
 """Provenance fields that must agree between the generated and the real statistics."""
 
 
-class FeatureAccumulator:
+class FeatureAccumulator(Accumulator):
     """Feeds batches of volumes through a metric's extractor into grouped statistics."""
 
     def __init__(self, metric: FeatureMetric, extractor: Any, groups: int, provenance: dict[str, Any]):
@@ -52,11 +56,16 @@ class FeatureAccumulator:
         self.stats = FeatureSetStats({s: GroupedStats(metric.dim, groups) for s in metric.streams}, 0, provenance)
         self._next_index = 0
 
-    def update(self, volumes: torch.Tensor, indices: Sequence[int] | None = None) -> None:
-        """Add volumes ``(N, 1, 64, 128, 128)`` float32 in [-1, 1]; any N, call repeatedly.
+    def update(
+        self,
+        volumes: torch.Tensor,
+        indices: Sequence[int] | None = None,
+        hu_ranges: Sequence[tuple[float, float]] | None = None,
+    ) -> None:
+        """Add volumes ``(N, 1, D, H, W)`` float32 in [-1, 1]; any N, call repeatedly.
 
         ``indices`` are the global sample indices (they choose the jackknife group); by default the
-        running count of volumes seen by this accumulator.
+        running count of volumes seen by this accumulator. ``hu_ranges`` are not used (features see [-1, 1]).
         """
         check_volumes(volumes)
         n = volumes.shape[0]
@@ -75,20 +84,24 @@ class FeatureAccumulator:
         """The accumulated statistics (mergeable across shards: ``a.merge(b)`` or ``.all_reduce()``)."""
         return self.stats
 
+    def state(self) -> FeatureSetStats:
+        return self.stats
 
-class FeatureMetric(ABC):
+    def merge(self, state: FeatureSetStats) -> None:
+        self.stats = self.stats.merge(state)
+
+
+class FeatureMetric(Metric):
     """A Fréchet metric over features of a pinned network. Subclasses fill in the class attributes below."""
 
-    name: str
-    version: str
-    keys: tuple[str, ...]
     streams: tuple[str, ...]
     dim: int
-    weights_name: str
     extractor_name: str
     preprocessing: str
 
     def __init__(self, groups: int = DEFAULT_GROUPS):
+        if groups < 1:
+            raise ValueError(f"groups must be >= 1, got {groups}")
         self.groups = groups
 
     # -- what subclasses provide
@@ -109,9 +122,12 @@ class FeatureMetric(ABC):
         """Turn per-stream estimates into the reported :class:`MetricValue` per key."""
 
     # -- shared machinery
-    def check_ready(self, unverified_ok: bool = False) -> ResolvedWeights:
+    def check_ready(self, unverified_ok: bool = False) -> None:
+        self.resolve_weights(unverified_ok)
+
+    def resolve_weights(self, unverified_ok: bool = False) -> ResolvedWeights:
         """Find and verify the weights; raises ``MetricUnavailable`` (what, where looked, how to get it)."""
-        return resolve(self.weights_name, unverified_ok=unverified_ok)
+        return resolve(self.weights[0], unverified_ok=unverified_ok)
 
     def provenance(self, weights: ResolvedWeights) -> dict[str, Any]:
         return {
@@ -124,7 +140,21 @@ class FeatureMetric(ABC):
             "options": self.options(),
         }
 
-    def accumulator(
+    # -- the Metric contract
+    def accumulator(self, ctx: RunContext) -> FeatureAccumulator:
+        return self.statistics_accumulator(ctx.device, ctx.batch_size, ctx.unverified_ok)
+
+    def reference(self, ctx: RunContext, real: Accumulator | None = None) -> FeatureSetStats:
+        return self.reference_statistics(
+            ctx.manifest, ctx.split, ctx.device, ctx.cache, ctx.unverified_ok, ctx.batch_size
+        )
+
+    def score(self, fake: Accumulator, reference: FeatureSetStats, ctx: RunContext) -> dict[str, MetricValue]:
+        assert isinstance(fake, FeatureAccumulator)
+        return self.frechet(fake.result(), reference)
+
+    # -- statistics
+    def statistics_accumulator(
         self,
         device: str | torch.device = "cpu",
         batch_size: int | None = None,
@@ -132,7 +162,7 @@ class FeatureMetric(ABC):
         groups: int | None = None,
     ) -> FeatureAccumulator:
         """A fresh accumulator with the extractor loaded on ``device``."""
-        weights = self.check_ready(unverified_ok)
+        weights = self.resolve_weights(unverified_ok)
         extractor = self.build_extractor(weights, device, batch_size)
         return FeatureAccumulator(self, extractor, groups or self.groups, self.provenance(weights))
 
@@ -145,9 +175,9 @@ class FeatureMetric(ABC):
             **self.provenance(weights),
         }
 
-    def reference(
+    def reference_statistics(
         self,
-        data_dir: str | Path,
+        manifest: Manifest,
         split: str = "test",
         device: str | torch.device = "cpu",
         cache: bool = True,
@@ -161,17 +191,16 @@ class FeatureMetric(ABC):
         extracts every world-th batch, the statistics are all-reduced, rank 0 writes the cache (no progress
         file then).
         """
-        from ctbench.data.prepared import load_manifest, read_volume
+        from ctbench.data.prepared import read_volume
 
-        weights = self.check_ready(unverified_ok)
-        manifest = load_manifest(data_dir)
+        weights = self.resolve_weights(unverified_ok)
         fields = self.cache_fields(manifest, split, weights)
         if cache and (hit := load_cached(self.name, fields)) is not None:
             return hit
         cases = manifest.select(split)
         if not cases:
-            raise ValueError(f"{Path(data_dir) / 'manifest.json'}: no finished cases in split {split!r}")
-        acc = self.accumulator(device, batch_size, unverified_ok, groups=1)
+            raise ValueError(f"{Path(manifest.root) / 'manifest.json'}: no finished cases in split {split!r}")
+        acc = self.statistics_accumulator(device, batch_size, unverified_ok, groups=1)
         acc.stats.provenance["cache_fields"] = fields
         rank, world = _rank_and_world()
         resumable = cache and world == 1  # ranks would race on one progress file
@@ -193,7 +222,7 @@ class FeatureMetric(ABC):
             store_cached(self.name, stats)
         return stats
 
-    def score(self, fake: FeatureSetStats, real: FeatureSetStats) -> dict[str, MetricValue]:
+    def frechet(self, fake: FeatureSetStats, real: FeatureSetStats) -> dict[str, MetricValue]:
         """Fréchet distance of every stream, with interval and N, as ``{key: MetricValue}`` for ``self.keys``."""
         for k in _COMPARED:
             if fake.provenance.get(k) != real.provenance.get(k):

@@ -16,6 +16,7 @@ import torch
 
 from ctbench.extractors.inception import PREPROCESSING, InceptionFeatures
 from ctbench.extractors.slicing import PLANES, plane_slices, quantise_uint8
+from ctbench.metrics.contract import Key
 from ctbench.metrics.feature import DEFAULT_GROUPS, FeatureMetric, interval_note, make_value
 from ctbench.metrics.frechet import FrechetEstimate, jackknife_se
 from ctbench.stats import FeatureSetStats
@@ -27,10 +28,16 @@ class TriPlanarFID(FeatureMetric):
 
     name = "fid"
     version = "1"
-    keys = ("fid_xy", "fid_xz", "fid_yz", "fid_mean")
+    summary = "tri-planar FID: InceptionV3 Fréchet distance on axial (xy), coronal (xz), sagittal (yz) slices"
+    keys = (
+        Key("fid_mean", "lower", description="mean of the three planes' FID (the literature's slice FID)", rank=1),
+        Key("fid_xy", "lower", description="FID of axial (xy) slices"),
+        Key("fid_xz", "lower", description="FID of coronal (xz) slices"),
+        Key("fid_yz", "lower", description="FID of sagittal (yz) slices"),
+    )
     streams = PLANES
     dim = InceptionFeatures.dim
-    weights_name = "inception-v3-compat"
+    weights = ("inception-v3-compat",)
     extractor_name = InceptionFeatures.name
     preprocessing = PREPROCESSING
 

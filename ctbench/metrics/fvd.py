@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ctbench.extractors.i3d import PREPROCESSING, I3DFeatures, import_tensorflow
+from ctbench.metrics.contract import Key
 from ctbench.metrics.feature import FeatureMetric, interval_note, make_value
 from ctbench.metrics.frechet import FrechetEstimate
 from ctbench.stats import FeatureSetStats
@@ -19,15 +20,16 @@ class FVD(FeatureMetric):
 
     name = "fvd"
     version = "1"
-    keys = ("fvd",)
+    summary = "FVD: I3D (Kinetics-400) Fréchet distance of volumes read as 64-frame videos of axial slices"
+    keys = (Key("fvd", "lower", description="Fréchet video distance on I3D logits", rank=2),)
     streams = ("video",)
     dim = I3DFeatures.dim
-    weights_name = "i3d-kinetics-400"
+    weights = ("i3d-kinetics-400",)
     extractor_name = I3DFeatures.name
     preprocessing = PREPROCESSING
 
-    def check_ready(self, unverified_ok: bool = False) -> ResolvedWeights:
-        weights = resolve(self.weights_name, unverified_ok=unverified_ok)
+    def resolve_weights(self, unverified_ok: bool = False) -> ResolvedWeights:
+        weights = resolve(self.weights[0], unverified_ok=unverified_ok)
         import_tensorflow()
         return weights
 

@@ -12,14 +12,15 @@ mergeable across batches and ranks, and W1 is computed between the pooled histog
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from ctbench.metrics.base import MetricValue
+from ctbench.metrics.contract import Accumulator, Key, Metric, RunContext
 
 VERSION = "1"
-KEYS = ("intensity_w1",)
 HU_MIN, HU_MAX, BIN_HU = -1100.0, 3100.0, 1.0
 N_BINS = int((HU_MAX - HU_MIN) / BIN_HU)
 
@@ -31,15 +32,20 @@ def to_hu(volumes: torch.Tensor, hu_ranges: Sequence[tuple[float, float]]) -> to
     return lo + (volumes.float() + 1) * 0.5 * (hi - lo)
 
 
-class HUHistogram:
+class HUHistogram(Accumulator):
     """Per-volume histograms of body-voxel HU (1-HU bins over [-1100, 3100)); mergeable."""
 
     def __init__(self, body_threshold_hu: float = -500.0):
         self.body_threshold_hu = body_threshold_hu
         self.counts: list[np.ndarray] = []
 
-    def update(self, volumes: torch.Tensor, hu_ranges: Sequence[tuple[float, float]]) -> None:
-        """Add ``(N, 1, D, H, W)`` volumes in [-1, 1] with their (lo, hi) HU pairs (N pairs)."""
+    def update(
+        self,
+        volumes: torch.Tensor,
+        indices: Sequence[int] | None = None,
+        hu_ranges: Sequence[tuple[float, float]] = (),
+    ) -> None:
+        """Add ``(N, 1, D, H, W)`` volumes in [-1, 1] with their (lo, hi) HU pairs (N pairs); indices unused."""
         if len(hu_ranges) != volumes.shape[0]:
             raise ValueError(f"{volumes.shape[0]} volumes but {len(hu_ranges)} HU ranges")
         hu = to_hu(volumes, hu_ranges)
@@ -48,7 +54,7 @@ class HUHistogram:
             idx = ((body - HU_MIN) / BIN_HU).long()
             self.counts.append(torch.bincount(idx, minlength=N_BINS).numpy().astype(np.int64))
 
-    def merge(self, other: HUHistogram) -> HUHistogram:
+    def merge(self, other: HUHistogram) -> HUHistogram:  # type: ignore[override]
         """Append another histogram's volumes (e.g. another rank's); returns self."""
         self.counts.extend(other.counts)
         return self
@@ -101,3 +107,31 @@ def intensity_value(
         metric_version=VERSION,
         note=f"real reference: {len(real)} volumes",
     )
+
+
+class Intensity(Metric):
+    """Wasserstein-1 distance (HU) between the body-voxel HU distributions of generated and reference volumes."""
+
+    name = "intensity"
+    version = VERSION
+    summary = "intensity realism: W1 distance between body-voxel HU histograms (HU)"
+    keys = (
+        Key("intensity_w1", "lower", units="HU", description="W1 distance of body-voxel HU distributions", rank=3),
+    )
+
+    def options(self) -> dict[str, Any]:
+        return {"bins_hu": [HU_MIN, HU_MAX, BIN_HU]}
+
+    def accumulator(self, ctx: RunContext) -> HUHistogram:
+        return HUHistogram(ctx.protocol.body_threshold_hu)
+
+    def reference_accumulator(self, ctx: RunContext) -> HUHistogram:
+        return HUHistogram(ctx.protocol.body_threshold_hu)
+
+    def reference(self, ctx: RunContext, real: Accumulator | None) -> HUHistogram:
+        assert isinstance(real, HUHistogram)
+        return real
+
+    def score(self, fake: Accumulator, reference: HUHistogram, ctx: RunContext) -> dict[str, MetricValue]:
+        assert isinstance(fake, HUHistogram)
+        return {"intensity_w1": intensity_value(fake, reference)}

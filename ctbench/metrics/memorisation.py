@@ -12,9 +12,10 @@ for a side-by-side figure.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,9 @@ import torch.nn.functional as F
 
 from ctbench.data.atomic import atomic_path, write_text_atomic
 from ctbench.metrics.base import MetricValue
+from ctbench.metrics.contract import Accumulator, Key, Metric, RunContext
 
 VERSION = "1"
-KEYS = ("memorised", "nn_corr", "nn_corr_real")
 POOL = 2
 
 
@@ -99,18 +100,24 @@ class Pair:
     """The generated volume ``(1, D, H, W)`` in [-1, 1]."""
 
 
-class MemorisationAudit:
+class MemorisationAudit(Accumulator):
     """Streams generated batches against a :class:`TrainIndex`; mergeable across ranks."""
 
-    def __init__(self, index: TrainIndex, keep_worst: int = 4):
+    def __init__(self, index: TrainIndex | None, keep_worst: int = 4):
         self.index = index
         self.keep_worst = keep_worst
         self.corr: dict[int, float] = {}
         self.nearest: dict[int, int] = {}
         self.worst: list[Pair] = []
 
-    def update(self, volumes: torch.Tensor, sample_indices: list[int]) -> None:
-        """Add ``(N, 1, D, H, W)`` generated volumes with their sample indices."""
+    def update(
+        self,
+        volumes: torch.Tensor,
+        sample_indices: Sequence[int],
+        hu_ranges: Sequence[tuple[float, float]] | None = None,
+    ) -> None:
+        """Add ``(N, 1, D, H, W)`` generated volumes with their sample indices (HU pairs unused)."""
+        assert self.index is not None, "an audit sent between ranks has no index"
         score, index = self.index.nearest(volumes)
         for k, i in enumerate(sample_indices):
             self.corr[i], self.nearest[i] = float(score[k]), int(index[k])
@@ -120,7 +127,13 @@ class MemorisationAudit:
     def _trim(self) -> None:
         self.worst = sorted(self.worst, key=lambda p: (-p.corr, p.sample_index))[: self.keep_worst]
 
-    def merge(self, other: MemorisationAudit) -> MemorisationAudit:
+    def state(self) -> MemorisationAudit:
+        """A copy without the training index (every rank holds the same one), to send between ranks."""
+        out = copy.copy(self)
+        out.index = None
+        return out
+
+    def merge(self, other: MemorisationAudit) -> MemorisationAudit:  # type: ignore[override]
         """Fold in another shard's results; returns self."""
         self.corr.update(other.corr)
         self.nearest.update(other.nearest)
@@ -139,7 +152,7 @@ def audit_values(gen_corr: np.ndarray, real_corr: np.ndarray) -> dict[str, Metri
     out: dict[str, MetricValue] = {}
     if len(real_corr) == 0 or len(gen_corr) == 0:
         note = "no held-out real volumes" if len(real_corr) == 0 else "no generated volumes"
-        return {k: MetricValue(None, metric_version=VERSION, note=note) for k in KEYS}
+        return {k: MetricValue(None, metric_version=VERSION, note=note) for k in Memorisation.key_names()}
     threshold = float(np.max(real_corr))
     flagged = int(np.sum(gen_corr > threshold))
     out["memorised"] = MetricValue(
@@ -161,3 +174,98 @@ def audit_values(gen_corr: np.ndarray, real_corr: np.ndarray) -> dict[str, Metri
             metric_version=VERSION,
         )
     return out
+
+
+class NearestCorrelation(Accumulator):
+    """Nearest-training-scan correlation of each reference (held-out) volume, keyed by its index."""
+
+    def __init__(self, index: TrainIndex):
+        self.index = index
+        self.corr: dict[int, float] = {}
+
+    def update(self, volumes: torch.Tensor, indices: Sequence[int], hu_ranges: Sequence[tuple[float, float]]) -> None:
+        score, _ = self.index.nearest(volumes)
+        self.corr.update({int(i): float(c) for i, c in zip(indices, score, strict=True)})
+
+    def merge(self, state: NearestCorrelation) -> None:
+        self.corr.update(state.corr)
+
+
+class Memorisation(Metric):
+    """Memorisation audit against the ``train`` split (see the module docstring); a worst-pairs figure."""
+
+    name = "memorisation"
+    version = VERSION
+    summary = "memorisation audit: samples closer to a training scan than any held-out scan is"
+    keys = (
+        Key("memorised", "lower", units="samples flagged", integer=True,
+            description="samples closer to a training scan than any held-out scan is"),
+        Key("nn_corr", description="median correlation of a sample with its nearest training scan"),
+        Key("nn_corr_real", description="the same for held-out real scans", real_of="nn_corr"),
+    )
+
+    def __init__(self, keep_worst: int = 4):
+        self.keep_worst = keep_worst
+        self._index: tuple[str, TrainIndex] | None = None
+
+    def options(self) -> dict[str, Any]:
+        return {"pool": POOL, "split": "train"}
+
+    def train_index(self, ctx: RunContext) -> TrainIndex:
+        """The ``train`` split as unit vectors (cached under ``$CTBENCH_CACHE/memorisation``), built once."""
+        from ctbench.data.streaming import case_batches
+        from ctbench.weights import cache_root
+
+        if self._index is not None and self._index[0] == ctx.manifest.sha256:
+            return self._index[1]
+        train = ctx.manifest.select("train")
+        if not train:
+            raise ValueError(f"{ctx.manifest.root}: memorisation needs a non-empty train split")
+        index = load_or_build_index(
+            [c.id for c in train],
+            lambda: (x for _, _, x in case_batches(train, desc="memorisation: train index")),
+            {"manifest_sha256": ctx.manifest.sha256, "split": "train"},
+            cache_root() / "memorisation" if ctx.cache else None,
+        )
+        self._index = (ctx.manifest.sha256, index)
+        return index
+
+    def accumulator(self, ctx: RunContext) -> MemorisationAudit:
+        return MemorisationAudit(self.train_index(ctx), self.keep_worst)
+
+    def reference_accumulator(self, ctx: RunContext) -> NearestCorrelation:
+        return NearestCorrelation(self.train_index(ctx))
+
+    def reference(self, ctx: RunContext, real: Accumulator | None) -> np.ndarray:
+        assert isinstance(real, NearestCorrelation)
+        return np.array([real.corr[i] for i in sorted(real.corr)])
+
+    def score(self, fake: Accumulator, reference: np.ndarray, ctx: RunContext) -> dict[str, MetricValue]:
+        assert isinstance(fake, MemorisationAudit)
+        return audit_values(np.array([fake.corr[i] for i in sorted(fake.corr)]), reference)
+
+    def artifacts(self, fake: Accumulator, ctx: RunContext, stem: str, label: str) -> dict[str, Any]:
+        """``<stem>.memorisation.png``: the samples nearest a training scan beside that scan."""
+        from ctbench.data.prepared import read_volume
+        from ctbench.figures import pairs_figure
+
+        assert isinstance(fake, MemorisationAudit)
+        if ctx.out_dir is None or not fake.worst:
+            return {}
+        train = ctx.manifest.select("train")
+        pairs = [
+            (
+                f"sample {p.sample_index} (r={p.corr:.3f})",
+                p.volume,
+                f"train {train[p.train_index].id}",
+                torch.from_numpy(read_volume(train[p.train_index].path))[None],
+            )
+            for p in fake.worst
+        ]
+        fig = pairs_figure(pairs, ctx.out_dir / f"{stem}.memorisation.png", title=f"{label}: nearest training scans")
+        return {
+            "memorisation_pairs": fig.name,
+            "memorisation_worst": [
+                {"sample": p.sample_index, "train_case": train[p.train_index].id, "corr": p.corr} for p in fake.worst
+            ],
+        }

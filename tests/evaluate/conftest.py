@@ -107,7 +107,7 @@ def fake_generator(monkeypatch: pytest.MonkeyPatch):
         Fake.name = name
         reg = Registry()
         reg.register(Fake)
-        monkeypatch.setattr("ctbench.evaluate.REGISTRY", reg)
+        monkeypatch.setattr("ctbench.evaluate.sources.REGISTRY", reg)
         return name
 
     return register

@@ -101,8 +101,8 @@ def test_w1_matches_scipy_within_one_bin():
     fake = torch.stack([_volume_with_body(0), _volume_with_body(1)])
     real = torch.stack([_volume_with_body(2), _volume_with_body(3)]) * 0.9
     hf, hr = HUHistogram(), HUHistogram()
-    hf.update(fake, ranges)
-    hr.update(real, ranges)
+    hf.update(fake, hu_ranges=ranges)
+    hr.update(real, hu_ranges=ranges)
 
     def body_hu(vols):
         out = []
@@ -123,13 +123,13 @@ def test_histogram_merge_equals_one_pass_and_masks_air():
     vols = torch.stack([_volume_with_body(s) for s in range(4)])
     r = [(-1000.0, 1000.0)] * 4
     whole, a, b = HUHistogram(), HUHistogram(), HUHistogram()
-    whole.update(vols, r)
-    a.update(vols[:1], r[:1])
-    b.update(vols[1:], r[1:])
+    whole.update(vols, hu_ranges=r)
+    a.update(vols[:1], hu_ranges=r[:1])
+    b.update(vols[1:], hu_ranges=r[1:])
     assert np.array_equal(a.merge(b).pooled(), whole.pooled())
     assert whole.pooled().sum() == 4 * 8 * 12 * 12  # only the body box, no air voxels
     air = HUHistogram()
-    air.update(torch.full((1, 1, 4, 4, 4), -1.0), [(-1000.0, 1000.0)])
+    air.update(torch.full((1, 1, 4, 4, 4), -1.0), hu_ranges=[(-1000.0, 1000.0)])
     assert intensity_value(air, whole).value is None  # no body voxels → missing, not 0
 
 

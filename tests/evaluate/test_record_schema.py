@@ -30,8 +30,8 @@ def test_validation_names_the_file_and_each_problem(tmp_path, make_record):
     with pytest.raises(RecordError) as err:
         validate_record(rec, "x.json")
     assert "x.json" in str(err.value)
-    assert "protocol.manifest_sha256 missing" in str(err.value)
-    assert "metrics.fid_mean.value is not a number" in str(err.value)
+    assert "protocol.manifest_sha256: missing" in str(err.value)
+    assert "metrics.fid_mean.value: 'high' is not of type 'number', 'null'" in str(err.value)
     with pytest.raises(RecordError, match="not a ctbench result record"):
         validate_record({"some": "other json"})
     newer = make_record("noise", {})
@@ -58,3 +58,19 @@ def test_read_records_skips_corrupt_and_foreign_with_warning(tmp_path, make_reco
     assert [r["generator"]["name"] for _, r in records] == ["noise"]
     messages = " ".join(str(w.message) for w in caught)
     assert "corrupt.json" in messages and "foreign.json" in messages
+
+
+def test_published_schema_is_valid_and_version_1_records_still_read(tmp_path, make_record):
+    import jsonschema
+
+    from ctbench.record import record_schema
+
+    jsonschema.Draft202012Validator.check_schema(record_schema())
+    old = make_record("noise", {"fid_mean": 2.0})
+    old["schema_version"] = 1
+    old.pop("metric_specs", None)
+    assert read_record(write_record(old, tmp_path)) == old
+    bad = make_record("noise", {"fid_mean": 2.0})
+    bad["metric_specs"] = {"fid": {"version": 1}}
+    with pytest.raises(RecordError, match="metric_specs.fid: missing|metric_specs.fid.version"):
+        validate_record(bad)

@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from ctbench.cli import main
+from ctbench.data.prepared import load_manifest
 from ctbench.metrics import get_metric
 from ctbench.metrics.base import MetricValue
 from ctbench.stats import FeatureSetStats
@@ -22,27 +23,31 @@ def fid(installed_inception):
 
 
 def _accumulate(metric, batches):
-    acc = metric.accumulator(unverified_ok=True, batch_size=16)
+    acc = metric.statistics_accumulator(unverified_ok=True, batch_size=16)
     for vols, idx in batches:
         acc.update(vols, indices=idx)
     return acc.result()
 
 
 def test_registry_and_keys():
-    from ctbench.metrics import list_metrics
+    from ctbench.metrics import UnknownMetricError, list_metrics
 
-    assert list_metrics() == ["fid", "fvd"]
+    assert list_metrics()[:5] == ["fid", "fvd", "intensity", "diversity", "memorisation"]
     m = get_metric("fid")
-    assert m.keys == ("fid_xy", "fid_xz", "fid_yz", "fid_mean") and m.version == "1"
-    with pytest.raises(KeyError, match="known: fid, fvd"):
-        get_metric("kid")
+    assert m.key_names() == ("fid_mean", "fid_xy", "fid_xz", "fid_yz") and m.version == "1"
+    assert [k.direction for k in m.keys] == ["lower"] * 4 and m.keys[0].rank == 1
+    assert m.weights == ("inception-v3-compat",)
+    with pytest.raises(UnknownMetricError, match="Did you mean: .*fid"):
+        get_metric("fdi")
+    with pytest.raises(ValueError, match="bad options"):
+        get_metric("fid", slices="body")
 
 
 def test_unverified_weights_need_the_override(fid):
     from ctbench.metrics import MetricUnavailable
 
     with pytest.raises(MetricUnavailable, match="unverified"):
-        fid.accumulator()
+        fid.statistics_accumulator()
 
 
 def test_sharded_statistics_equal_single_pass_and_score(fid, volumes):
@@ -60,9 +65,9 @@ def test_sharded_statistics_equal_single_pass_and_score(fid, volumes):
     # against a different set: positive on every plane, each value with N and a jackknife interval
     other = _accumulate(fid, [(-vols.flip(2), [0, 1])])
     with pytest.warns(UserWarning, match="only 4 samples for 2048-d"):  # N < 2048 here, by design
-        diff = fid.score(other, whole)
-    assert set(diff) == set(fid.keys)
-    for key in fid.keys:
+        diff = fid.frechet(other, whole)
+    assert set(diff) == set(fid.key_names())
+    for key in fid.key_names():
         v: MetricValue = diff[key]
         assert v.value > 0
         assert v.verified is False and v.extractor == "inception-v3-compat" and len(v.weights_sha256) == 64
@@ -79,29 +84,28 @@ def test_score_refuses_statistics_of_different_provenance(fid, installed_incepti
 
     def stats_of(metric):
         streams = {p: GroupedStats(metric.dim, 1) for p in metric.streams}
-        return FeatureSetStats(streams, 0, metric.provenance(metric.check_ready(unverified_ok=True)))
+        return FeatureSetStats(streams, 0, metric.provenance(metric.resolve_weights(unverified_ok=True)))
 
     coarse = get_metric("fid", groups=2, slice_step=64)
     with pytest.raises(ValueError, match="differ in options"):
-        fid.score(stats_of(fid), stats_of(coarse))
+        fid.frechet(stats_of(fid), stats_of(coarse))
     other_weights = stats_of(fid)
     other_weights.provenance["weights_sha256"] = "0" * 64
     with pytest.raises(ValueError, match="differ in weights_sha256"):
-        fid.score(stats_of(fid), other_weights)
+        fid.frechet(stats_of(fid), other_weights)
 
 
 def test_bad_volume_shape_is_refused(fid):
-    acc = fid.accumulator(unverified_ok=True)
+    acc = fid.statistics_accumulator(unverified_ok=True)
     with pytest.raises(ValueError, match=r"\(N, 1, D, H, W\)"):
         acc.update(torch.zeros(2, 64, 128, 128))
 
 
 def test_reference_is_cached_by_content(prepared_dir, installed_inception, monkeypatch, tmp_path):
-    from ctbench.data.prepared import load_manifest
 
     fid = get_metric("fid", groups=2, slice_step=32)
     n_test = len(load_manifest(prepared_dir).select("test"))
-    ref = fid.reference(prepared_dir, "test", unverified_ok=True)
+    ref = fid.reference_statistics(load_manifest(prepared_dir), "test", unverified_ok=True)
     assert ref.n_volumes == n_test and ref.streams["xy"].total().count == 2 * n_test
     fields = ref.provenance["cache_fields"]
     assert fields["manifest_sha256"] == load_manifest(prepared_dir).sha256 and fields["split"] == "test"
@@ -111,26 +115,27 @@ def test_reference_is_cached_by_content(prepared_dir, installed_inception, monke
         raise AssertionError("recomputed despite a cache hit")
 
     monkeypatch.setattr(type(fid), "build_extractor", boom)
-    again = fid.reference(prepared_dir, "test", unverified_ok=True)
+    again = fid.reference_statistics(load_manifest(prepared_dir), "test", unverified_ok=True)
     np.testing.assert_array_equal(again.streams["yz"].groups[0].outer, ref.streams["yz"].groups[0].outer)
     # a different option is a different key: recomputation is attempted
     with pytest.raises(AssertionError, match="recomputed"):
-        get_metric("fid", slice_step=64).reference(prepared_dir, "test", unverified_ok=True)
+        coarse = get_metric("fid", slice_step=64)
+        coarse.reference_statistics(load_manifest(prepared_dir), "test", unverified_ok=True)
     with pytest.raises(AssertionError, match="recomputed"):
-        fid.reference(prepared_dir, "val", unverified_ok=True)
+        fid.reference_statistics(load_manifest(prepared_dir), "val", unverified_ok=True)
     # so is every other provenance field: metric version, preprocessing, the weights' bytes
     for attr, value in (("version", "2"), ("preprocessing", fid.preprocessing + "; changed")):
         with monkeypatch.context() as m:
             m.setattr(type(fid), attr, value)
             with pytest.raises(AssertionError, match="recomputed"):
-                fid.reference(prepared_dir, "test", unverified_ok=True)
+                fid.reference_statistics(load_manifest(prepared_dir), "test", unverified_ok=True)
     state = torch.load(installed_inception.path)
     state["fc.bias"] = state["fc.bias"] + 1  # a different file of the same architecture
     torch.save(state, tmp_path / "other.pth")
     other = import_weights(tmp_path / "other.pth", "inception-v3-compat", unverified_ok=True)
     assert other.sha256 != installed_inception.sha256
     with pytest.raises(AssertionError, match="recomputed"):
-        fid.reference(prepared_dir, "test", unverified_ok=True)
+        fid.reference_statistics(load_manifest(prepared_dir), "test", unverified_ok=True)
 
 
 def test_cli_stats_export_and_import(prepared_dir, installed_inception, tmp_path, monkeypatch, private_cache):
@@ -157,19 +162,18 @@ def test_cli_stats_export_and_import(prepared_dir, installed_inception, tmp_path
 
 def test_interrupted_reference_resumes_and_equals_an_uninterrupted_run(prepared_dir, installed_inception, monkeypatch):
     import ctbench.metrics.feature as feature
-    from ctbench.data.prepared import load_manifest
     from ctbench.stats import load_partial
 
     n_train = len(load_manifest(prepared_dir).select("train"))
     assert n_train > feature.REFERENCE_BATCH  # so there is a batch after the first
     fid = get_metric("fid", slice_step=128)  # one slice per plane and volume
-    whole = fid.reference(prepared_dir, "train", cache=False, unverified_ok=True)
+    whole = fid.reference_statistics(load_manifest(prepared_dir), "train", cache=False, unverified_ok=True)
 
     monkeypatch.setattr(feature, "SAVE_PROGRESS_EVERY_S", 0.0)
     real_update = feature.FeatureAccumulator.update
     calls = []
 
-    def dies_on_second_batch(self, volumes, indices=None):
+    def dies_on_second_batch(self, volumes, indices=None, hu_ranges=None):
         calls.append(len(volumes))
         if len(calls) == 2:
             raise KeyboardInterrupt
@@ -177,13 +181,13 @@ def test_interrupted_reference_resumes_and_equals_an_uninterrupted_run(prepared_
 
     monkeypatch.setattr(feature.FeatureAccumulator, "update", dies_on_second_batch)
     with pytest.raises(KeyboardInterrupt):
-        fid.reference(prepared_dir, "train", unverified_ok=True)
-    weights = fid.check_ready(unverified_ok=True)
+        fid.reference_statistics(load_manifest(prepared_dir), "train", unverified_ok=True)
+    weights = fid.resolve_weights(unverified_ok=True)
     fields = fid.cache_fields(load_manifest(prepared_dir), "train", weights)
     assert load_partial("fid", fields).n_volumes == feature.REFERENCE_BATCH
 
     monkeypatch.setattr(feature.FeatureAccumulator, "update", real_update)
-    resumed = fid.reference(prepared_dir, "train", unverified_ok=True)
+    resumed = fid.reference_statistics(load_manifest(prepared_dir), "train", unverified_ok=True)
     assert resumed.n_volumes == whole.n_volumes == n_train
     assert load_partial("fid", fields) is None  # finished: progress file removed
     for plane in ("xy", "xz", "yz"):
@@ -197,7 +201,8 @@ def _reference_worker(rank: int, world: int, init_file: str, prepared: str, out:
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        stats = get_metric("fid", slice_step=128).reference(prepared, "train", unverified_ok=True)
+        manifest = load_manifest(prepared)
+        stats = get_metric("fid", slice_step=128).reference_statistics(manifest, "train", unverified_ok=True)
         stats.save(f"{out}.{rank}.npz")
     finally:
         dist.destroy_process_group()
@@ -212,7 +217,7 @@ def test_reference_under_torch_distributed_equals_one_process(prepared_dir, inst
     out = tmp_path / "ref"
     mp.spawn(_reference_worker, args=(2, str(tmp_path / "init"), str(prepared_dir), str(out)), nprocs=2)
     fid = get_metric("fid", slice_step=128)
-    single = fid.reference(prepared_dir, "train", cache=False, unverified_ok=True)
+    single = fid.reference_statistics(load_manifest(prepared_dir), "train", cache=False, unverified_ok=True)
     for rank in (0, 1):
         got = FeatureSetStats.load(f"{out}.{rank}.npz")
         assert got.n_volumes == single.n_volumes
@@ -221,7 +226,6 @@ def test_reference_under_torch_distributed_equals_one_process(prepared_dir, inst
             assert a.count == b.count
             np.testing.assert_allclose(b.outer, a.outer, rtol=1e-5, atol=1e-6 * np.abs(a.outer).max())
     # rank 0 wrote the cache; this process now gets it without recomputing
-    from ctbench.data.prepared import load_manifest
 
-    fields = fid.cache_fields(load_manifest(prepared_dir), "train", fid.check_ready(unverified_ok=True))
+    fields = fid.cache_fields(load_manifest(prepared_dir), "train", fid.resolve_weights(unverified_ok=True))
     assert load_cached("fid", fields).n_volumes == single.n_volumes

@@ -38,12 +38,12 @@ def test_fvd_needs_override_while_unpinned(i3d_standin):
 def test_fvd_score_sharding_and_interval(i3d_standin, volumes):
     import_weights(i3d_standin, unverified_ok=True)
     fvd = get_metric("fvd", groups=3)
-    assert fvd.keys == ("fvd",)
+    assert fvd.key_names() == ("fvd",) and fvd.keys[0].direction == "lower"
     real_vols = torch.cat([volumes, volumes.flip(3)])  # 6 volumes
     fake_vols = (real_vols * 0.7).clamp(-1, 1)
 
     def acc_of(batches):
-        acc = fvd.accumulator(unverified_ok=True, batch_size=2)
+        acc = fvd.statistics_accumulator(unverified_ok=True, batch_size=2)
         for vols, idx in batches:
             acc.update(vols, indices=idx)
         return acc.result()
@@ -55,8 +55,8 @@ def test_fvd_score_sharding_and_interval(i3d_standin, volumes):
         assert a.count == b.count == 2
         np.testing.assert_allclose(a.outer, b.outer, rtol=1e-5)
     with pytest.warns(UserWarning, match="only 6 samples for 400-d"):
-        same = fvd.score(real, real)["fvd"]
-        diff = fvd.score(fake, real)["fvd"]
+        same = fvd.frechet(real, real)["fvd"]
+        diff = fvd.frechet(fake, real)["fvd"]
     assert same.value < 1e-6 * diff.value
     assert diff.n == 6 and diff.extractor == "i3d-kinetics-400" and diff.verified is False
     assert diff.interval is not None and diff.interval[0] <= diff.value <= diff.interval[1]

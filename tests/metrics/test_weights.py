@@ -19,7 +19,7 @@ from ctbench.metrics import MetricUnavailable, get_metric
 
 def test_missing_weights_fail_before_work_with_one_message(private_cache):
     with pytest.raises(MetricUnavailable) as err:
-        get_metric("fid").accumulator()
+        get_metric("fid").statistics_accumulator()
     msg = str(err.value)
     assert "weights-inception-2015-12-05-6726825d.pth" in msg  # which file
     assert str(private_cache / "weights") in msg  # where it looked

@@ -1,0 +1,86 @@
+"""``ctbench leaderboard build``: records → a folder with ``leaderboard.csv``, ``README.md``, ``index.html``,
+interval plots per metric, and each run's montage and memorisation figure copied beside them."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+from ctbench.data.atomic import atomic_path, write_text_atomic
+from ctbench.figures import interval_plot
+from ctbench.leaderboard.columns import axis_label, key_info, real_partner
+from ctbench.leaderboard.ranking import Row, collect
+from ctbench.leaderboard.writers import to_csv, to_html, to_markdown
+
+
+def _copy_artifact(row: Row, artifact: str, out: Path, subdir: str) -> str | None:
+    """Copy a record's figure (``artifacts[artifact]``, beside the record) to ``out/subdir``; its relative path."""
+    name = row.record.get("artifacts", {}).get(artifact)
+    if not name:
+        return None
+    src = row.path.parent / name
+    if not src.is_file():
+        warnings.warn(f"{row.path}: {artifact} figure {src} not found", stacklevel=3)
+        return None
+    dest = out / subdir / src.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if src.resolve() != dest.resolve():
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
+    return f"{subdir}/{src.name}"
+
+
+def _shared_reference(rows: list[Row], key: str) -> tuple[str, float, tuple[float, float] | None] | None:
+    """(label, value, interval) of a real-side column when every row that has it has the same value, else None."""
+    having = [r for r in rows if r.value(key) is not None]
+    if not having or any(r.value(key) != having[0].value(key) for r in having):
+        return None
+    split = having[0].record["protocol"]["split"]
+    return f"real volumes ({split}): {key}", having[0].value(key), having[0].interval(key)
+
+
+def build(results: str | Path, out: str | Path, against: str | None = None) -> dict[str, Path]:
+    """Write ``leaderboard.csv``, ``README.md``, ``index.html``, plots and montages to ``out``; returns their paths."""
+    results, out = Path(results), Path(out)
+    if not results.is_dir():
+        raise FileNotFoundError(f"{results}: no such results folder")
+    groups = collect(results, against)
+    if not groups:
+        warnings.warn(f"{results}: no result records found; the leaderboard is empty", stacklevel=2)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"{out}: cannot create the leaderboard folder ({exc.strerror or exc})") from exc
+    for g in groups:
+        rows = g.rows + g.unverified
+        real_keys = [k for k in g.columns if real_partner(k) is not None]
+        references = {
+            partner: ref
+            for k in real_keys
+            if (partner := real_partner(k)) is not None and (ref := _shared_reference(rows, k)) is not None
+        }
+        for metric in g.columns:
+            partner = real_partner(metric)
+            if not any(r.value(metric) is not None for r in rows) or (partner is not None and partner in references):
+                continue
+            name = f"plots/{g.slug}-{metric}.png"
+            points = [
+                (r.label + ("" if r.verified else " (unverified)"), r.value(metric), r.interval(metric)) for r in rows
+            ]
+            integer = key_info(metric).integer
+            interval_plot(points, out / name, axis_label(metric), reference=references.get(metric), integer=integer)
+            g.plots[metric] = name
+        for r in rows:
+            label = f"{r.label} (run {r.record['run_id']})"
+            for artifact, subdir, figures in (
+                ("montage", "montages", g.montages),
+                ("memorisation_pairs", "memorisation", g.audits),
+            ):
+                if (copied := _copy_artifact(r, artifact, out, subdir)) is not None:
+                    figures[label] = copied
+    paths = {"csv": out / "leaderboard.csv", "markdown": out / "README.md", "html": out / "index.html"}
+    write_text_atomic(paths["csv"], to_csv(groups, against))
+    write_text_atomic(paths["markdown"], to_markdown(groups, against))
+    write_text_atomic(paths["html"], to_html(groups, against))
+    return paths

@@ -1,0 +1,146 @@
+"""Result records → comparable groups of ranked rows (the writers in :mod:`ctbench.leaderboard.writers`).
+
+Rules:
+
+* Rows are grouped by protocol (name, version), prepared data (manifest sha256), reference split and the
+  feature extractors' weights (sha256 of every weights file behind FID/FVD). Groups are never mixed; each
+  group has its own table and plots. Records with no feature metric form their own "weight-free" group.
+* A record with any metric computed from unverified weights is listed apart, below its group, unranked.
+* A missing metric is ``—`` in Markdown and HTML and an empty cell in the CSV, never 0.
+* Ranking within a group: by the first of :data:`RANK_BY` every ranked row has; lower is better. Rows
+  missing it are listed after the ranked ones without a rank.
+* ``against``: each row gains ``Δ metric = row − reference`` for the reference generator of the same group
+  (not for the ``*_real`` columns, which describe the real volumes; a group without that generator is warned about).
+* A ``*_real`` column shared by every row of a group is drawn as a reference line on its partner's plot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ctbench.leaderboard.columns import column_order, lower_is_better, rank_keys, real_partner
+from ctbench.record import read_records
+
+
+@dataclass
+class Row:
+    """One record on the board."""
+
+    label: str
+    record: dict[str, Any]
+    path: Path
+    metrics: dict[str, dict[str, Any]]
+    verified: bool
+    rank: int | None = None
+    delta: dict[str, float | None] = field(default_factory=dict)
+
+    def value(self, key: str) -> float | None:
+        v = self.metrics.get(key, {}).get("value")
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    def interval(self, key: str) -> tuple[float, float] | None:
+        iv = self.metrics.get(key, {}).get("interval")
+        return (float(iv[0]), float(iv[1])) if iv else None
+
+
+@dataclass
+class Group:
+    """Rows that may be compared: same protocol, data, split and extractor weights."""
+
+    key: tuple
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    unverified: list[Row] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    rank_by: str | None = None
+    plots: dict[str, str] = field(default_factory=dict)
+    montages: dict[str, str] = field(default_factory=dict)
+    audits: dict[str, str] = field(default_factory=dict)
+    """Run label → the memorisation audit's worst-pairs figure (relative path)."""
+
+    @property
+    def slug(self) -> str:
+        return "g" + hashlib.sha256(repr(self.key).encode()).hexdigest()[:10]
+
+
+def row_label(record: dict[str, Any]) -> str:
+    """``name@variant`` of a record's generator (``name`` for the default variant)."""
+    g = record["generator"]
+    return g["name"] if g.get("variant") in (None, "default") else f"{g['name']}@{g['variant']}"
+
+
+def group_key(record: dict[str, Any]) -> tuple:
+    """The comparability key of a record (see the module docstring)."""
+    p = record["protocol"]
+    weights = sorted(
+        {
+            (m.get("extractor") or "?", m["weights_sha256"])
+            for m in record["metrics"].values()
+            if m.get("weights_sha256")
+        }
+    )
+    return (p["name"], p["version"], p["manifest_sha256"], p["split"], tuple(weights))
+
+
+def _title(key: tuple) -> str:
+    name, version, manifest, split, weights = key
+    w = ", ".join(f"{e} {h[:8]}" for e, h in weights) if weights else "weight-free metrics only"
+    return f"{name} {version} · data {manifest[:12]} · split {split} · weights: {w}"
+
+
+def collect(results: str | Path, against: str | None = None) -> list[Group]:
+    """Read every record under ``results`` (bad files skipped with a warning) into ranked groups."""
+    groups: dict[tuple, Group] = {}
+    for path, record in read_records(results):
+        metrics = record["metrics"]
+        verified = all(m.get("verified", True) for m in metrics.values())
+        row = Row(row_label(record), record, path, metrics, verified)
+        key = group_key(record)
+        group = groups.setdefault(key, Group(key, _title(key)))
+        (group.rows if verified else group.unverified).append(row)
+    for group in groups.values():
+        present = {k for r in group.rows + group.unverified for k in r.metrics}
+        group.columns = column_order(present)
+        _rank(group)
+        if against:
+            _deltas(group, against)
+    return sorted(groups.values(), key=lambda g: g.title)
+
+
+def _rank(group: Group) -> None:
+    candidates = rank_keys()
+    for key in candidates:
+        if group.rows and all(r.value(key) is not None for r in group.rows):
+            group.rank_by = key
+            break
+    else:
+        group.rank_by = next((k for k in candidates if any(r.value(k) is not None for r in group.rows)), None)
+    if group.rank_by is None:
+        group.rows.sort(key=lambda r: r.label)
+        return
+    key, sign = group.rank_by, (1.0 if lower_is_better(group.rank_by) else -1.0)
+    ranked = sorted((r for r in group.rows if r.value(key) is not None), key=lambda r: sign * (r.value(key) or 0.0))
+    for i, r in enumerate(ranked, 1):
+        r.rank = i
+    group.rows = ranked + sorted((r for r in group.rows if r.rank is None), key=lambda r: r.label)
+
+
+def delta_columns(columns: list[str]) -> list[str]:
+    """The columns that get a Δ column: all but the real-side references."""
+    return [c for c in columns if real_partner(c) is None]
+
+
+def _deltas(group: Group, against: str) -> None:
+    ref = next((r for r in group.rows + group.unverified if against in (r.label, r.record["generator"]["name"])), None)
+    if ref is None:
+        warnings.warn(f"--against {against}: no such generator in group '{group.title}'; Δ cells are —", stacklevel=3)
+    for r in group.rows + group.unverified:
+        r.delta = {
+            k: (None if ref is None or r.value(k) is None or ref.value(k) is None else r.value(k) - ref.value(k))
+            for k in delta_columns(group.columns)
+        }

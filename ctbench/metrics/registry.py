@@ -1,0 +1,202 @@
+"""The metric registry: ctbench's own metrics and third-party ones from the ``ctbench.metrics`` entry points.
+
+A third-party package declares, in its own ``pyproject.toml``::
+
+    [project.entry-points."ctbench.metrics"]
+    my-metric = "my_package.metric:MyMetric"
+
+where ``MyMetric`` subclasses :class:`~ctbench.metrics.contract.Metric`. Metrics are imported when first asked
+for; one that fails to import or breaks the contract is listed as broken (``ctbench ls``) with the reason
+and never takes the others down. Built-in names cannot be taken over by a plugin.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from ctbench.metrics.contract import Key, Metric
+
+ENTRY_POINT_GROUP = "ctbench.metrics"
+
+BUILTIN: dict[str, str] = {
+    "fid": "ctbench.metrics.fid:TriPlanarFID",
+    "fvd": "ctbench.metrics.fvd:FVD",
+    "intensity": "ctbench.metrics.intensity:Intensity",
+    "diversity": "ctbench.metrics.diversity:Diversity",
+    "memorisation": "ctbench.metrics.memorisation:Memorisation",
+}
+"""Name → ``module:Class`` of ctbench's own metrics, in the order records and boards show them."""
+
+
+class UnknownMetricError(KeyError):
+    """An unknown metric name; the message lists the closest known names."""
+
+    def __init__(self, name: str, known: list[str]):
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        super().__init__(f"unknown metric {name!r}.{hint} Known: {', '.join(known) or 'none'}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class BrokenMetricError(RuntimeError):
+    """A registered metric that failed to import or breaks the Metric contract."""
+
+
+@dataclass
+class MetricStatus:
+    """One registered metric: its class, or why it cannot be used."""
+
+    name: str
+    target: str
+    cls: type[Metric] | None = None
+    error: str | None = None
+    package: str | None = None
+    package_version: str | None = None
+
+    @property
+    def builtin(self) -> bool:
+        return self.package is None
+
+
+def contract_problems(cls: Any, name: str) -> list[str]:
+    """Ways ``cls`` breaks the Metric contract (empty when it keeps it)."""
+    if not isinstance(cls, type) or not issubclass(cls, Metric):
+        return [f"{cls!r} is not a subclass of ctbench.metrics.contract.Metric"]
+    problems = []
+    if getattr(cls, "__abstractmethods__", None):
+        problems.append(f"does not implement {', '.join(sorted(cls.__abstractmethods__))}")
+    if getattr(cls, "name", None) != name:
+        problems.append(f"its name attribute is {getattr(cls, 'name', None)!r}, registered as {name!r}")
+    if not isinstance(getattr(cls, "version", None), str):
+        problems.append("has no version string")
+    keys = getattr(cls, "keys", None)
+    if not isinstance(keys, tuple) or not keys or not all(isinstance(k, Key) for k in keys):
+        problems.append("keys must be a non-empty tuple of ctbench.metrics.contract.Key")
+    elif len({k.name for k in keys}) != len(keys):
+        problems.append("declares the same key twice")
+    return problems
+
+
+class MetricRegistry:
+    """Lazy registry of metrics: built-ins first, then entry points (sorted by name)."""
+
+    def __init__(self, group: str = ENTRY_POINT_GROUP):
+        self.group = group
+        self._cache: dict[str, MetricStatus] = {}
+        self._extra: dict[str, type[Metric]] = {}
+
+    def register(self, cls: type[Metric]) -> type[Metric]:
+        """Register a class in-process (tests, notebooks); usable as a decorator."""
+        problems = contract_problems(cls, getattr(cls, "name", "?"))
+        if problems:
+            raise BrokenMetricError(f"metric {getattr(cls, 'name', cls)!r}: " + "; ".join(problems))
+        self._extra[cls.name] = cls
+        self._cache.pop(cls.name, None)
+        return cls
+
+    def unregister(self, name: str) -> None:
+        self._extra.pop(name, None)
+        self._cache.pop(name, None)
+
+    def _entry_points(self) -> dict[str, Any]:
+        return {ep.name: ep for ep in entry_points(group=self.group) if ep.name not in BUILTIN}
+
+    def shadowed(self) -> list[str]:
+        """Entry points that claim a built-in metric's name (ignored), as ``name (target)``."""
+        return [f"{ep.name} ({ep.value})" for ep in entry_points(group=self.group) if ep.name in BUILTIN]
+
+    def names(self) -> list[str]:
+        """Every registered metric name, built-ins first in their fixed order, loaded or not."""
+        extra = sorted((set(self._entry_points()) | set(self._extra)) - set(BUILTIN))
+        return [*BUILTIN, *extra]
+
+    def status(self, name: str) -> MetricStatus:
+        """Import one metric (once) and check its contract; never raises for a broken plugin."""
+        if name in self._cache:
+            return self._cache[name]
+        if name in self._extra:
+            st = MetricStatus(name, "registered in-process", cls=self._extra[name])
+        elif name in BUILTIN:
+            module, _, attr = BUILTIN[name].partition(":")
+            st = MetricStatus(name, BUILTIN[name], cls=getattr(importlib.import_module(module), attr))
+        else:
+            eps = self._entry_points()
+            if name not in eps:
+                raise UnknownMetricError(name, self.names())
+            ep = eps[name]
+            dist = getattr(ep, "dist", None)
+            st = MetricStatus(
+                name,
+                ep.value,
+                package=dist.metadata["Name"] if dist else None,
+                package_version=dist.version if dist else None,
+            )
+            try:
+                loaded = ep.load()
+            except Exception as exc:  # a broken plugin must not take the others down
+                st.error = f"{type(exc).__name__}: {exc}"
+            else:
+                problems = contract_problems(loaded, name)
+                if problems:
+                    st.error = "breaks the Metric contract: " + "; ".join(problems)
+                else:
+                    st.cls = loaded
+        self._cache[name] = st
+        return st
+
+    def statuses(self) -> list[MetricStatus]:
+        return [self.status(n) for n in self.names()]
+
+    def get(self, name: str) -> type[Metric]:
+        """The class of metric ``name``; :class:`UnknownMetricError` or :class:`BrokenMetricError`."""
+        st = self.status(name)
+        if st.cls is None:
+            raise BrokenMetricError(f"metric plugin {name!r} ({st.target}) cannot be used: {st.error}")
+        return st.cls
+
+    def create(self, name: str, **options: Any) -> Metric:
+        """An instance of metric ``name`` built with ``options``; bad options raise ``ValueError`` naming them."""
+        cls = self.get(name)
+        try:
+            return cls(**options)
+        except TypeError as exc:
+            raise ValueError(f"metric {name!r}: bad options {options}: {exc}") from exc
+
+    def key(self, key: str) -> Key | None:
+        """The declaration of a reported key (``fid_xy``) among the usable metrics, or None."""
+        for st in self.statuses():
+            if st.cls is not None:
+                for k in st.cls.keys:
+                    if k.name == key:
+                        return k
+        return None
+
+    def all_keys(self) -> list[Key]:
+        """Every key of every usable metric, in registry order."""
+        return [k for st in self.statuses() if st.cls is not None for k in st.cls.keys]
+
+    def metric_of(self, key: str) -> str | None:
+        """The name of the metric that reports ``key``."""
+        for st in self.statuses():
+            if st.cls is not None and key in {k.name for k in st.cls.keys}:
+                return st.name
+        return None
+
+
+METRICS = MetricRegistry()
+
+
+def get_metric(name: str, **options: Any) -> Metric:
+    """A metric instance by name (``options`` to its constructor, e.g. FID's ``slice_step``)."""
+    return METRICS.create(name, **options)
+
+
+def list_metrics() -> list[str]:
+    """Names of every registered metric (built-ins first)."""
+    return METRICS.names()
