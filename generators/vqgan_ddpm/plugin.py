@@ -34,7 +34,7 @@ LOAD_OVERRIDES = frozenset({"sampling", "bf16", "channels_last"})  # what a trai
 
 
 class VQGANDDPM(Generator):
-    """3D VQGAN (stage 1) + DDPM on its latents (stage 2); see ``generators/vqgan_ddpm/`` and the README."""
+    """3D VQGAN (stage 1) + DDPM on its latents (stage 2); see ``docs/reference-model.md``."""
 
     name: ClassVar[str] = "vqgan-ddpm"
     trainable: ClassVar[bool] = True

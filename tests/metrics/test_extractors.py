@@ -179,8 +179,8 @@ def test_gap_to_pytorch_fid_pipeline_is_measured(extractor, pytorch_fid_net, sid
     """pytorch-fid's full pipeline ((x-127.5)/127.5, its own resize) differs from the TF pipeline; measure it.
 
     At 299×299 input no resize happens in either pipeline, so the gap is the normalisation alone; at 128×128
-    the different bilinear resize adds to it. The figures are the README's (0.39% and 0.15% with these seeded
-    weights and images); the test holds them to ±25%, a margin for other CPUs' kernels.
+    the different bilinear resize adds to it. The figures are those of docs/metrics.md (0.39% and 0.15% with these
+    seeded weights and images); the test holds them to ±25%, a margin for other CPUs' kernels.
     """
     g = torch.Generator().manual_seed(11)
     coarse = torch.rand(3, 1, 8, 8, generator=g)
