@@ -18,18 +18,17 @@ A record holds everything needed to interpret and to rerun a run::
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
 import warnings
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctbench import __version__
 from ctbench.data.atomic import write_text_atomic
 from ctbench.metrics.base import MetricValue
+from ctbench.schemas import problems, schema
 
 if TYPE_CHECKING:
     from ctbench.data.prepared import Manifest
@@ -39,24 +38,15 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 2
 """2 added ``metric_specs``; records of version 1 are still read."""
 RECORD_KIND = "ctbench.result"
-SCHEMA_FILE = "record.schema.json"
 
 
 class RecordError(ValueError):
     """A file that is not a valid ctbench result record; the message names the file and the problem."""
 
 
-@functools.cache
-def _validator() -> Any:
-    import jsonschema
-
-    schema = json.loads(resources.files("ctbench.schemas").joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator(schema)
-
-
 def record_schema() -> dict[str, Any]:
     """The published JSON Schema of result records (``ctbench/schemas/record.schema.json``)."""
-    return dict(_validator().schema)
+    return schema("record")
 
 
 def validate_record(record: Any, source: str | Path = "<record>") -> dict[str, Any]:
@@ -66,16 +56,9 @@ def validate_record(record: Any, source: str | Path = "<record>") -> dict[str, A
     version = record.get("schema_version")
     if isinstance(version, int) and version > SCHEMA_VERSION:
         raise RecordError(f"{source}: schema_version {version} is newer than this ctbench ({SCHEMA_VERSION}); upgrade")
-    problems = []
-    for error in sorted(_validator().iter_errors(record), key=lambda e: [str(p) for p in e.absolute_path]):
-        path = [str(p) for p in error.absolute_path]
-        if error.validator == "required":  # name the missing field itself
-            missing = [k for k in error.validator_value if k not in error.instance]
-            problems += [".".join([*path, k]) + ": missing" for k in missing]
-        else:
-            problems.append(f"{'.'.join(path) or 'record'}: {error.message}")
-    if problems:
-        raise RecordError(f"{source}: invalid result record: " + "; ".join(problems[:8]))
+    found = problems(record, "record")
+    if found:
+        raise RecordError(f"{source}: invalid result record: " + "; ".join(found))
     return record
 
 
