@@ -34,14 +34,14 @@ from tqdm import tqdm
 
 from ctbench import __version__
 from ctbench.api import REGISTRY, LoadContext, UnknownNameError, check_samples, parse_spec
+from ctbench.core.environment import environment
+from ctbench.core.progress import progress_bar
 from ctbench.data.prepared import Manifest, PreparedCase, cases, file_sha256, load_manifest, read_volume
-from ctbench.env import environment
 from ctbench.figures import pairs_figure, triplanar_montage
 from ctbench.metrics.base import MetricUnavailable, MetricValue
 from ctbench.metrics.diversity import diversity_value
 from ctbench.metrics.intensity import HUHistogram, intensity_value
 from ctbench.metrics.memorisation import MemorisationAudit, audit_values, load_or_build_index
-from ctbench.progress import progress_bar
 from ctbench.protocol import Protocol, get_protocol
 from ctbench.record import RECORD_KIND, SCHEMA_VERSION, read_record, write_record
 from ctbench.weights import cache_root

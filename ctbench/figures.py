@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ctbench.data.atomic import atomic_path
+from ctbench.core.atomic import atomic_path
 from ctbench.protocol import FLARE22_V1, Protocol
 
 PLANES = ("xy", "xz", "yz")

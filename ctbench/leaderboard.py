@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ctbench.data.atomic import atomic_path, write_text_atomic
+from ctbench.core.atomic import atomic_path, write_text_atomic
 from ctbench.figures import interval_plot
 from ctbench.record import read_records
 

@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ctbench.data.atomic import write_text_atomic
+from ctbench.core.atomic import write_text_atomic
 from ctbench.metrics.base import MetricValue
 
 SCHEMA_VERSION = 1

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctbench.data.atomic import atomic_path
+from ctbench.core.atomic import atomic_path
 from ctbench.weights import cache_root
 
 

@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ctbench.core.progress import progress_bar
 from ctbench.data.checks import ScanError
 from ctbench.data.prepared import (
     MANIFEST_NAME,
@@ -26,7 +27,6 @@ from ctbench.data.prepared import (
 )
 from ctbench.data.scan_io import dicom_series_files, is_nifti
 from ctbench.data.split import assign_splits
-from ctbench.progress import progress_bar
 from ctbench.protocol import FLARE22_V1, Protocol
 
 MODALITY_SUFFIX = "_0000"

@@ -29,7 +29,7 @@ import nibabel as nib
 import numpy as np
 
 from ctbench import __version__
-from ctbench.data.atomic import atomic_path, write_text_atomic
+from ctbench.core.atomic import atomic_path, write_text_atomic
 from ctbench.protocol import FLARE22_V1, Protocol
 
 MANIFEST_NAME = "manifest.json"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctbench.data.atomic import atomic_path
+from ctbench.core.atomic import atomic_path
 from ctbench.data.prepared import load_manifest, read_volume
 
 

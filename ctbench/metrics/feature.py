@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctbench.core.progress import progress_bar
 from ctbench.extractors.slicing import check_volumes
 from ctbench.metrics.base import MetricValue
 from ctbench.metrics.frechet import FrechetEstimate, FrechetReference, frechet_with_jackknife
-from ctbench.progress import progress_bar
 from ctbench.stats import FeatureSetStats, GroupedStats, load_cached, load_partial, partial_path, store_cached
 from ctbench.weights import ResolvedWeights, resolve
 

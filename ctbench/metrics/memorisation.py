@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ctbench.data.atomic import atomic_path, write_text_atomic
+from ctbench.core.atomic import atomic_path, write_text_atomic
 from ctbench.metrics.base import MetricValue
 
 VERSION = "1"

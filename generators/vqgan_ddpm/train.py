@@ -34,8 +34,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from ctbench import __version__
-from ctbench.data.atomic import atomic_path
-from ctbench.progress import progress_bar
+from ctbench.core.atomic import atomic_path
+from ctbench.core.progress import progress_bar
 
 from .build import Discriminators, build_diffusion, build_discriminators, build_unet, build_vqgan, latent_shape
 from .diffusion import GaussianDiffusion
