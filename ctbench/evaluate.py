@@ -35,10 +35,11 @@ from tqdm import tqdm
 from ctbench import __version__
 from ctbench.api import REGISTRY, LoadContext, UnknownNameError, check_samples, parse_spec
 from ctbench.core.environment import environment
+from ctbench.core.errors import MetricUnavailable
 from ctbench.core.progress import progress_bar
 from ctbench.data.prepared import Manifest, PreparedCase, cases, file_sha256, load_manifest, read_volume
 from ctbench.figures import pairs_figure, triplanar_montage
-from ctbench.metrics.base import MetricUnavailable, MetricValue
+from ctbench.metrics.base import MetricValue
 from ctbench.metrics.diversity import diversity_value
 from ctbench.metrics.intensity import HUHistogram, intensity_value
 from ctbench.metrics.memorisation import MemorisationAudit, audit_values, load_or_build_index

@@ -13,7 +13,7 @@ Weights live in ``$CTBENCH_CACHE/weights`` (default ``~/.cache/ctbench/weights``
 pooch and checks the pinned hash; ``import_weights`` copies a local file or folder in (air-gapped machines);
 ``resolve`` finds them for a metric (in that cache, then in ``$TORCH_HOME/hub/checkpoints`` where torch-fidelity
 downloads the same file, then in ``TFHUB_CACHE_DIR`` for the TF-Hub module), or raises
-:class:`~ctbench.metrics.base.MetricUnavailable` naming the file, the places searched and both ways to get it.
+:class:`~ctbench.core.errors.MetricUnavailable` naming the file, the places searched and both ways to get it.
 ``unverified_ok=True`` accepts any file of the right architecture; everything computed with it is marked
 unverified.
 """
@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctbench.metrics.base import MetricUnavailable
+from ctbench.core.errors import MetricUnavailable
 
 I3D_HANDLE = "https://tfhub.dev/deepmind/i3d-kinetics-400/1"
 """The TF-Hub handle of the FVD network; tensorflow_hub caches it under ``sha1(handle)`` in ``TFHUB_CACHE_DIR``."""

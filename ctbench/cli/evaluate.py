@@ -168,8 +168,8 @@ def ls(as_json: bool) -> None:
 
 
 def _metric_rows() -> list[dict]:
+    from ctbench.core.errors import MetricUnavailable
     from ctbench.evaluate import FEATURE_METRICS, WEIGHT_FREE_METRICS
-    from ctbench.metrics.base import MetricUnavailable
 
     rows = []
     for name in FEATURE_METRICS:

@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ctbench.core.errors import CtbenchError
 from ctbench.core.progress import progress_bar
 from ctbench.data.checks import ScanError
 from ctbench.data.prepared import (
@@ -36,7 +37,7 @@ SAVE_EVERY_S = 1.0
 """The manifest is rewritten at most this often during a run (and always at the end or on Ctrl-C)."""
 
 
-class PrepareError(RuntimeError):
+class PrepareError(CtbenchError, RuntimeError):
     """The whole batch cannot run (no scans, output not writable, protocol mismatch)."""
 
 

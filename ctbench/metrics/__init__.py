@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ctbench.metrics.base import MetricUnavailable, MetricValue
+from ctbench.core.errors import MetricUnavailable
+from ctbench.metrics.base import MetricValue
 
 if TYPE_CHECKING:
     from ctbench.metrics.feature import FeatureMetric
