@@ -14,8 +14,6 @@ intensity metric.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import re
 import sys
@@ -34,10 +32,12 @@ from tqdm import tqdm
 
 from ctbench import __version__
 from ctbench.api import REGISTRY, LoadContext, UnknownNameError, check_samples, parse_spec
+from ctbench.core.cache import cache_root
 from ctbench.core.environment import environment
 from ctbench.core.errors import MetricUnavailable
+from ctbench.core.hashing import file_sha256, json_sha256
 from ctbench.core.progress import progress_bar
-from ctbench.data.prepared import Manifest, PreparedCase, cases, file_sha256, load_manifest, read_volume
+from ctbench.data.prepared import Manifest, PreparedCase, cases, load_manifest, read_volume
 from ctbench.figures import pairs_figure, triplanar_montage
 from ctbench.metrics.base import MetricValue
 from ctbench.metrics.diversity import diversity_value
@@ -45,7 +45,6 @@ from ctbench.metrics.intensity import HUHistogram, intensity_value
 from ctbench.metrics.memorisation import MemorisationAudit, audit_values, load_or_build_index
 from ctbench.protocol import Protocol, get_protocol
 from ctbench.record import RECORD_KIND, SCHEMA_VERSION, read_record, write_record
-from ctbench.weights import cache_root
 
 FEATURE_METRICS = ("fid", "fvd")
 WEIGHT_FREE_METRICS = ("diversity", "intensity", "memorisation")
@@ -162,7 +161,7 @@ def _slug(text: str) -> str:
 
 
 def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    return json_sha256(obj)
 
 
 def plan_metrics(opts: EvalOptions) -> tuple[list[str], dict[str, str]]:

@@ -14,9 +14,10 @@ Array convention (stated once, tested in ``tests/data/test_protocol_convention.p
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+
+from ctbench.core.hashing import json_sha256
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ class Protocol:
 
     @property
     def sha256(self) -> str:
-        """Content hash of every parameter (hex); part of every cache key."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        """sha256 (hex) of every parameter as canonical JSON (:mod:`ctbench.core.hashing`); part of every cache key."""
+        return json_sha256(self.to_dict())
 
 
 FLARE22_V1 = Protocol(

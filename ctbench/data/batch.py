@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ctbench.core.errors import CtbenchError
+from ctbench.core.hashing import file_sha256
 from ctbench.core.progress import progress_bar
 from ctbench.data.checks import ScanError
 from ctbench.data.prepared import (
@@ -21,7 +22,6 @@ from ctbench.data.prepared import (
     VOLUMES_DIR,
     CaseRecord,
     Manifest,
-    file_sha256,
     load_manifest,
     volume_sha256,
     write_volume,

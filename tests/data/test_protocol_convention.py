@@ -98,7 +98,8 @@ def test_package_exports_resolve_lazily():
 
 
 def test_volume_hash_follows_content_not_compression(tmp_path):
-    from ctbench.data.prepared import file_sha256, volume_sha256
+    from ctbench.core.hashing import file_sha256
+    from ctbench.data.prepared import volume_sha256
 
     vol = _ramp_volume()
     a = write_volume(tmp_path / "a.nii.gz", vol, hu_range=(-1000.0, 1000.0))
