@@ -12,8 +12,6 @@ for a side-by-side figure.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ctbench.core.atomic import atomic_path, write_text_atomic
+from ctbench.core.cache import KeyedCache
 from ctbench.metrics.base import MetricValue
 
 VERSION = "1"
@@ -68,23 +66,16 @@ def load_or_build_index(
 
     ``key_fields`` must identify the training data (e.g. manifest sha256 and split); the metric version and
     pooling are added. Features are stored as float32 (0.5 MiB per volume) and always used after that
-    rounding, so a cached index gives exactly the same correlations as a fresh one. The key's fields are
-    written beside the ``.npz`` as JSON.
+    rounding, so a cached index gives exactly the same correlations as a fresh one. ``cache_dir`` is a
+    :class:`~ctbench.core.cache.KeyedCache` folder (None: no cache).
     """
     fields = {**key_fields, "metric": "memorisation", "version": VERSION, "pool": POOL, "ids": ids}
-    key = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
-    path = cache_dir / f"{key}.npz" if cache_dir is not None else None
-    if path is not None and path.is_file():
-        with np.load(path) as z:
-            if json.loads(str(z["fields"])) == json.loads(json.dumps(fields, sort_keys=True, default=str)):
-                return TrainIndex(torch.from_numpy(z["features"]).double(), ids)
+    cache = KeyedCache(cache_dir) if cache_dir is not None else None
+    if cache is not None and (hit := cache.load(fields)) is not None:
+        return TrainIndex(torch.from_numpy(hit["features"]).double(), ids)
     features = torch.cat([unit_features(x) for x in batches()]).float()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, features=features.numpy(), fields=json.dumps(fields, sort_keys=True, default=str))
-        write_text_atomic(path.with_suffix(".json"), json.dumps({"key": key, "fields": fields}, indent=2) + "\n")
+    if cache is not None:
+        cache.store(fields, {"features": features.numpy()})
     return TrainIndex(features.double(), ids)
 
 
