@@ -13,7 +13,6 @@ miss: the caller computes it again and stores it over the old one.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import zipfile
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ctbench.core.atomic import write_bytes_atomic, write_text_atomic
+from ctbench.core.atomic import atomic_path, write_text_atomic
 from ctbench.core.hashing import canonical_json, json_sha256
 
 FIELDS_ARRAY = "__fields__"
@@ -37,15 +36,17 @@ def cache_root() -> Path:
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], fields: dict[str, Any] | None = None) -> Path:
     """Write ``arrays`` as an uncompressed ``.npz`` atomically; with ``fields``, their canonical JSON goes in too.
 
-    Returns ``path``. Raises ``ValueError`` if an array is named :data:`FIELDS_ARRAY`.
+    The folder is created if needed. Returns ``path``. Raises ``ValueError`` if an array is named :data:`FIELDS_ARRAY`.
     """
     if FIELDS_ARRAY in arrays:
         raise ValueError(f"array name {FIELDS_ARRAY!r} is reserved for the cache fields")
     if fields is not None:
         arrays = {**arrays, FIELDS_ARRAY: np.array(canonical_json(fields))}
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return write_bytes_atomic(path, buf.getvalue())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # straight to disk: no second copy in memory
+        np.savez(f, **arrays)
+    return path
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
