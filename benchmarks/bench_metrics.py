@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -213,10 +212,9 @@ def main() -> None:
     if args.frechet_dim:
         report["frechet"] = bench_frechet(args.frechet_dim)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2))
-        os.replace(tmp, args.json)
+        from ctbench.core.atomic import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(report, indent=2))
 
 if __name__ == "__main__":
     main()

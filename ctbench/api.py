@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -27,6 +25,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+
+from ctbench.core.hashing import json_sha256
 
 ENTRY_POINT_GROUP = "ctbench.generators"
 
@@ -53,7 +53,7 @@ class GeneratorInfo:
 
 def config_hash(config: dict[str, Any]) -> str:
     """SHA-256 (hex) of a config as canonical JSON (sorted keys)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    return json_sha256(config)
 
 
 def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Figures made at evaluate time: tri-planar montages of samples beside real volumes, memorisation pairs.
 
 Volumes are ``(1, D, H, W)`` in [-1, 1], shown in grey over [-1, 1]. Planes: xy = the middle axial slice,
-xz = the middle coronal slice, yz = the middle sagittal slice, in radiological display (patient's right on the
-left of the screen); in xz / yz the superior end is up and the pixel aspect follows the protocol's voxel
-size (1.8 × 1.8 × 6.25 mm), so anatomy is not squashed.
+xz = the middle coronal slice, yz = the middle sagittal slice, in radiological display
+(:func:`ctbench.protocol.radiological`: patient's right on the left of the screen); in xz / yz the superior
+end is up and the pixel aspect follows the protocol's voxel size (1.8 × 1.8 × 6.25 mm), so anatomy is not
+squashed.
 """
 
 from __future__ import annotations
@@ -16,23 +17,16 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ctbench.data.atomic import atomic_path
-from ctbench.protocol import FLARE22_V1, Protocol
+from ctbench.core.atomic import atomic_path
+from ctbench.protocol import FLARE22_V1, Protocol, central_planes
 
 PLANES = ("xy", "xz", "yz")
 
 
-def mid_slices(volume: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
-    """The three middle slices of a ``(1, D, H, W)`` or ``(D, H, W)`` volume, oriented for display.
-
-    Radiological convention: xy ``(H, W)`` axial, anterior up, patient's right on the left; xz ``(D, W)``
-    coronal, superior up, patient's right on the left; yz ``(D, H)`` sagittal, superior up, anterior on the left.
-    """
-    v = np.asarray(volume.detach().cpu() if isinstance(volume, torch.Tensor) else volume, dtype=np.float32)
-    if v.ndim == 4:
-        v = v[0]
-    d, h, w = v.shape
-    return {"xy": v[d // 2][::-1, ::-1], "xz": v[:, h // 2, :][::-1, ::-1], "yz": v[:, :, w // 2][::-1, ::-1]}
+def _planes(volume: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`~ctbench.protocol.central_planes` of a ``(1, D, H, W)`` or ``(D, H, W)`` tensor or array, float32."""
+    v = volume.detach().cpu() if isinstance(volume, torch.Tensor) else volume
+    return central_planes(np.asarray(v, dtype=np.float32))
 
 
 def _aspect(plane: str, protocol: Protocol) -> float:
@@ -65,7 +59,7 @@ def triplanar_montage(
     fig = Figure(figsize=(1.9 * len(columns), 1.9 * 3 * 1.3))
     axes = fig.subplots(3, len(columns), squeeze=False)
     for c, (group, vol, label) in enumerate(columns):
-        slices = mid_slices(vol)
+        slices = _planes(vol)
         for r, plane in enumerate(PLANES):
             ax = axes[r, c]
             ax.imshow(slices[plane], cmap="gray", vmin=-1, vmax=1, aspect=_aspect(plane, protocol))
@@ -96,7 +90,7 @@ def pairs_figure(
             [(label_a, vol_a, "xy"), (label_a, vol_a, "xz"), (label_b, vol_b, "xy"), (label_b, vol_b, "xz")]
         ):
             ax = axes[r, c]
-            ax.imshow(mid_slices(vol)[plane], cmap="gray", vmin=-1, vmax=1, aspect=_aspect(plane, protocol))
+            ax.imshow(_planes(vol)[plane], cmap="gray", vmin=-1, vmax=1, aspect=_aspect(plane, protocol))
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{label} ({plane})", fontsize=8)

@@ -10,13 +10,26 @@ Array convention (stated once, tested in ``tests/data/test_protocol_convention.p
   z inferior → superior.
 * In memory a volume is ``(1, D, H, W)`` and a batch ``(N, 1, D, H, W)`` float32, values in [-1, 1],
   i.e. ``tensor = ras_array.transpose(2, 1, 0)[None]``; D = 64 axial slices, inferior → superior.
+
+Display convention (:func:`radiological`, used by every figure and by the feature extractors' slices): a slice
+is shown with its rows and columns reversed, so the patient's right is on the image's left, anterior is up in
+axial slices and superior is up in coronal and sagittal ones.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from ctbench.core.hashing import json_sha256
+
+if TYPE_CHECKING:
+    import torch
+
+Image = TypeVar("Image", np.ndarray, "torch.Tensor")
 
 
 @dataclass(frozen=True)
@@ -67,8 +80,8 @@ class Protocol:
 
     @property
     def sha256(self) -> str:
-        """Content hash of every parameter (hex); part of every cache key."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        """sha256 (hex) of every parameter as canonical JSON (:mod:`ctbench.core.hashing`); part of every cache key."""
+        return json_sha256(self.to_dict())
 
 
 FLARE22_V1 = Protocol(
@@ -95,3 +108,26 @@ def get_protocol(name: str) -> Protocol:
         return PROTOCOLS[name]
     except KeyError:
         raise KeyError(f"unknown protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}") from None
+
+
+def radiological(image: Image) -> Image:
+    """Slices ``(..., rows, cols)`` of an in-memory volume turned for display: rows and columns reversed.
+
+    A 180° in-plane rotation: an axial slice ``(H, W)`` then has anterior at the top and the patient's right on
+    the left; a coronal ``(D, W)`` or sagittal ``(D, H)`` slice has superior at the top (sagittal: anterior on
+    the left). numpy arrays come back as views, torch tensors as copies.
+    """
+    if isinstance(image, np.ndarray):
+        return image[..., ::-1, ::-1]
+    return image.flip(-2, -1)
+
+
+def central_planes(volume: np.ndarray) -> dict[str, np.ndarray]:
+    """The planes through the centre of a ``(D, H, W)`` or ``(1, D, H, W)`` volume, in display orientation.
+
+    ``xy`` (axial) ``(H, W)`` at ``D // 2``, ``xz`` (coronal) ``(D, W)`` at ``H // 2``, ``yz`` (sagittal)
+    ``(D, H)`` at ``W // 2``; each turned by :func:`radiological`, ready for ``imshow`` (row 0 at the top).
+    """
+    v = volume[0] if volume.ndim == 4 else volume
+    d, h, w = v.shape
+    return {"xy": radiological(v[d // 2]), "xz": radiological(v[:, h // 2, :]), "yz": radiological(v[:, :, w // 2])}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctbench import __version__
-from ctbench.data.atomic import write_text_atomic
+from ctbench.core.atomic import write_text_atomic
 from ctbench.metrics.base import MetricValue
 from ctbench.schemas import problems, schema
 

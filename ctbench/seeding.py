@@ -22,12 +22,3 @@ def sample_generator(seed: int, index: int) -> torch.Generator:
     """A fresh CPU generator for sample ``index`` of a run seeded with ``seed``."""
     return torch.Generator(device="cpu").manual_seed(sample_seed(seed, index))
 
-
-def randn_per_sample(
-    shape: tuple[int, ...], seed: int, indices: range | list[int], dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """Stack ``len(indices)`` standard-normal tensors of ``shape``, one per sample, on the CPU.
-
-    Returns ``(len(indices), *shape)``; row k depends only on ``(seed, indices[k])``.
-    """
-    return torch.stack([torch.randn(shape, generator=sample_generator(seed, i), dtype=dtype) for i in indices])

@@ -6,15 +6,14 @@ adding them, so the mean and covariance of the union are exact whatever the shar
 :class:`GroupedStats` keeps K such statistics, one per disjoint group of samples (sample i goes to
 group ``i % K``), so a grouped jackknife interval can be computed from statistics alone.
 
-Reference statistics of a real split are cached under ``$CTBENCH_CACHE/stats/<metric>/<key>.npz`` where
-``key`` is the sha256 of every input that can change them (:func:`content_key`); the fields are stored in
-the file and checked on load, so a cache never serves stale statistics.
+Reference statistics of a real split are cached under ``$CTBENCH_CACHE/stats/<metric>/<key>.npz``, a
+:class:`~ctbench.core.cache.KeyedCache` entry whose key is the sha256 of every input that can change them
+(``provenance["cache_fields"]``); the fields are stored in the file and checked on load, so a cache never
+serves stale statistics. An unfinished computation keeps its progress in ``<key>.partial.npz``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -24,8 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctbench.data.atomic import atomic_path
-from ctbench.weights import cache_root
+from ctbench.core.cache import KeyedCache, cache_root, read_npz, write_npz
 
 
 class FeatureStats:
@@ -173,41 +171,37 @@ class FeatureSetStats:
                 s.total = flat[1 : 1 + s.dim].copy()
                 s.outer = flat[1 + s.dim :].reshape(s.dim, s.dim).copy()
 
-    def save(self, path: str | Path) -> Path:
-        """Write as ``.npz`` (atomically); provenance goes in as JSON."""
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Every stream's grouped statistics as arrays, plus ``meta.json`` (volumes, provenance, streams)."""
         arrays: dict[str, np.ndarray] = {}
         for name, stats in self.streams.items():
             arrays.update(stats.to_arrays(name))
         meta = {"n_volumes": self.n_volumes, "provenance": self.provenance, "streams": sorted(self.streams)}
         arrays["meta.json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        return atomic_write_bytes(Path(path), buf.getvalue())
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], source: str | Path) -> FeatureSetStats:
+        """Inverse of :meth:`to_arrays`; ``ValueError`` naming ``source`` if the arrays are not statistics."""
+        try:
+            meta = json.loads(bytes(arrays["meta.json"]).decode())
+            streams = {name: GroupedStats.from_arrays(arrays, name) for name in meta["streams"]}
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"{source}: not a ctbench statistics file ({exc})") from exc
+        return cls(streams, int(meta["n_volumes"]), meta["provenance"])
+
+    def save(self, path: str | Path) -> Path:
+        """Write as ``.npz`` (atomically); with ``provenance["cache_fields"]`` it is also a valid cache entry."""
+        return write_npz(path, self.to_arrays(), self.provenance.get("cache_fields"))
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureSetStats:
         """Read a file written by :meth:`save`; a clear error names the file if it is not one."""
-        path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta.json"]).decode())
-                streams = {name: GroupedStats.from_arrays(z, name) for name in meta["streams"]}
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            arrays = read_npz(path)
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a ctbench statistics file ({exc})") from exc
-        return cls(streams, int(meta["n_volumes"]), meta["provenance"])
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file beside it, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return path
-
-
-def content_key(fields: dict[str, Any]) -> str:
-    """sha256 (hex) of ``fields`` as canonical JSON: the cache key of reference statistics."""
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+        return cls.from_arrays(arrays, path)
 
 
 def stats_cache_dir(metric: str) -> Path:
@@ -215,43 +209,42 @@ def stats_cache_dir(metric: str) -> Path:
     return cache_root() / "stats" / metric
 
 
+def _cache(metric: str) -> KeyedCache:
+    return KeyedCache(stats_cache_dir(metric))
+
+
 def cache_path(metric: str, fields: dict[str, Any]) -> Path:
     """Where the statistics keyed by ``fields`` live; the key's fields are written beside it as JSON."""
-    return stats_cache_dir(metric) / f"{content_key(fields)}.npz"
+    return _cache(metric).path(fields)
 
 
 def partial_path(metric: str, fields: dict[str, Any]) -> Path:
     """Where an unfinished reference computation keeps its progress (``<key>.partial.npz``)."""
-    return cache_path(metric, fields).with_suffix(".partial.npz")
+    return _cache(metric).path(fields, "partial")
 
 
-def _load_matching(path: Path, fields: dict[str, Any]) -> FeatureSetStats | None:
-    if not path.is_file():
-        return None
-    stats = FeatureSetStats.load(path)
-    if stats.provenance.get("cache_fields") != json.loads(json.dumps(fields, sort_keys=True, default=str)):
-        return None
-    return stats
+def _load(metric: str, fields: dict[str, Any], tag: str) -> FeatureSetStats | None:
+    cache = _cache(metric)
+    arrays = cache.load(fields, tag)
+    return None if arrays is None else FeatureSetStats.from_arrays(arrays, cache.path(fields, tag))
 
 
 def load_cached(metric: str, fields: dict[str, Any]) -> FeatureSetStats | None:
     """Cached statistics for exactly ``fields``, or None (also None when the stored fields differ)."""
-    return _load_matching(cache_path(metric, fields), fields)
+    return _load(metric, fields, "")
 
 
 def load_partial(metric: str, fields: dict[str, Any]) -> FeatureSetStats | None:
     """Progress of an interrupted computation for exactly ``fields`` (its ``n_volumes`` are done), or None."""
-    return _load_matching(partial_path(metric, fields), fields)
+    return _load(metric, fields, "partial")
 
 
 def store_cached(metric: str, stats: FeatureSetStats) -> Path:
     """Store reference statistics under the key of ``stats.provenance['cache_fields']``, plus a JSON sidecar."""
     fields = stats.provenance["cache_fields"]
-    path = cache_path(metric, fields)
-    stats.save(path)
-    partial_path(metric, fields).unlink(missing_ok=True)
-    sidecar = json.dumps({"key": path.stem, "fields": fields}, indent=2, sort_keys=True, default=str)
-    atomic_write_bytes(path.with_suffix(".json"), sidecar.encode())
+    cache = _cache(metric)
+    path = cache.store(fields, stats.to_arrays())
+    cache.discard(fields, "partial")
     return path
 
 

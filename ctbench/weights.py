@@ -4,16 +4,16 @@ Two networks are pinned (:data:`WEIGHTS`):
 
 * ``inception-v3-compat``: the TensorFlow FID InceptionV3 (``pt_inception-2015-12-05``) converted to PyTorch,
   one ``.pth`` file, as torch-fidelity and pytorch-fid distribute it. Verified by its sha256.
-* ``i3d-kinetics-400``: the TF-Hub module ``deepmind/i3d-kinetics-400/1``, a SavedModel folder. Verified by a
-  content hash of the folder (sha256 over the sorted relative paths and the sha256 of each file): the
-  tarball is served through redirects (tfhub.dev → Kaggle) with no published hash, and its bytes may change
-  when re-packed, while the unpacked files are what TensorFlow loads.
+* ``i3d-kinetics-400``: the TF-Hub module ``deepmind/i3d-kinetics-400/1``, a SavedModel folder. Verified by the
+  content hash of the folder (the folder rule of :mod:`ctbench.core.hashing`: sorted relative paths, each with
+  its file's sha256): the tarball is served through redirects (tfhub.dev → Kaggle) with no published hash, and
+  its bytes may change when re-packed, while the unpacked files are what TensorFlow loads.
 
 Weights live in ``$CTBENCH_CACHE/weights`` (default ``~/.cache/ctbench/weights``). ``fetch`` downloads them with
 pooch and checks the pinned hash; ``import_weights`` copies a local file or folder in (air-gapped machines);
 ``resolve`` finds them for a metric (in that cache, then in ``$TORCH_HOME/hub/checkpoints`` where torch-fidelity
 downloads the same file, then in ``TFHUB_CACHE_DIR`` for the TF-Hub module), or raises
-:class:`~ctbench.metrics.base.MetricUnavailable` naming the file, the places searched and both ways to get it.
+:class:`~ctbench.core.errors.MetricUnavailable` naming the file, the places searched and both ways to get it.
 ``unverified_ok=True`` accepts any file of the right architecture; everything computed with it is marked
 unverified.
 """
@@ -27,7 +27,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctbench.metrics.base import MetricUnavailable
+from ctbench.core.atomic import install_copy
+from ctbench.core.cache import cache_root
+from ctbench.core.errors import MetricUnavailable
+from ctbench.core.hashing import file_sha256
 
 I3D_HANDLE = "https://tfhub.dev/deepmind/i3d-kinetics-400/1"
 """The TF-Hub handle of the FVD network; tensorflow_hub caches it under ``sha1(handle)`` in ``TFHUB_CACHE_DIR``."""
@@ -75,11 +78,6 @@ WEIGHTS: dict[str, WeightSpec] = {
 }
 
 
-def cache_root() -> Path:
-    """``$CTBENCH_CACHE`` or ``~/.cache/ctbench``; everything ctbench caches lives below it."""
-    return Path(os.environ.get("CTBENCH_CACHE") or Path.home() / ".cache" / "ctbench").expanduser()
-
-
 def weights_dir() -> Path:
     """Folder holding fetched or imported weights: ``<cache_root>/weights``."""
     return cache_root() / "weights"
@@ -91,28 +89,6 @@ def get_spec(name: str) -> WeightSpec:
         return WEIGHTS[name]
     except KeyError:
         raise KeyError(f"unknown weights {name!r}; known: {', '.join(sorted(WEIGHTS))}") from None
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 (hex) of one file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def dir_sha256(path: Path) -> str:
-    """Content hash (hex) of a folder: sha256 over ``relative/path\0<file sha256>\n`` for each file, sorted."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(path).as_posix()}\0{file_sha256(f)}\n".encode())
-    return h.hexdigest()
-
-
-def content_sha256(path: Path) -> str:
-    """:func:`file_sha256` for a file, :func:`dir_sha256` for a folder."""
-    return dir_sha256(path) if path.is_dir() else file_sha256(path)
 
 
 def tfhub_module_dir(handle: str) -> Path:
@@ -186,7 +162,7 @@ def resolve(name: str, unverified_ok: bool = False) -> ResolvedWeights:
             f"{spec.name} weights missing: {what} {spec.filename!r} not found (looked in: {looked}). "
             f"To get it, {how_to_get(spec)}."
         )
-    digest = content_sha256(path)
+    digest = file_sha256(path)
     verified = spec.sha256 is not None and digest == spec.sha256
     if not verified and not unverified_ok:
         why = (
@@ -199,25 +175,6 @@ def resolve(name: str, unverified_ok: bool = False) -> ResolvedWeights:
             "--unverified-weights (Python: unverified_ok=True) to compute values marked unverified."
         )
     return ResolvedWeights(spec=spec, path=path, sha256=digest, verified=verified)
-
-
-def _install(src: Path, dest: Path) -> Path:
-    """Copy ``src`` (file or folder) to ``dest`` atomically: copy beside ``dest``, then ``os.replace``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        staged = tmp / dest.name
-        if src.is_dir():
-            shutil.copytree(src, staged)
-        else:
-            shutil.copyfile(src, staged)
-        if dest.is_dir():
-            old = tmp / "old"
-            os.replace(dest, old)
-        os.replace(staged, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
 
 
 def infer_name(path: Path) -> str:
@@ -244,7 +201,7 @@ def import_weights(src: str | Path, name: str | None = None, unverified_ok: bool
         raise ValueError(f"{src}: {spec.name} must be a SavedModel folder containing saved_model.pb")
     if spec.kind == "file" and not src.is_file():
         raise ValueError(f"{src}: {spec.name} must be a single file")
-    digest = content_sha256(src)
+    digest = file_sha256(src)
     verified = spec.sha256 is not None and digest == spec.sha256
     if not verified and not unverified_ok:
         why = f"does not match the pinned {spec.sha256}" if spec.sha256 else "cannot be checked: no hash is pinned"
@@ -252,7 +209,7 @@ def import_weights(src: str | Path, name: str | None = None, unverified_ok: bool
             f"{src}: sha256 {digest} {why} for {spec.name}; "
             "pass --unverified-weights to import it anyway (results will be marked unverified)"
         )
-    dest = _install(src, weights_dir() / spec.filename)
+    dest = install_copy(src, weights_dir() / spec.filename)
     return ResolvedWeights(spec=spec, path=dest, sha256=digest, verified=verified)
 
 
@@ -323,6 +280,6 @@ def status() -> list[WeightStatus]:
     out = []
     for spec in WEIGHTS.values():
         path = locate(spec.name)
-        digest = content_sha256(path) if path is not None else None
+        digest = file_sha256(path) if path is not None else None
         out.append(WeightStatus(spec.name, path, digest, spec.sha256, digest is not None and digest == spec.sha256))
     return out

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ctbench.api import Generator, GeneratorInfo, LoadContext
-from ctbench.progress import progress_bar
+from ctbench.core.progress import progress_bar
 from ctbench.seeding import sample_generator, sample_seed
 
 VERSION = "1"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ctbench.metrics.base import MetricUnavailable
+from ctbench.core.errors import MetricUnavailable
 
 
 @click.command()

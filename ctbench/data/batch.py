@@ -13,20 +13,21 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ctbench.core.errors import CtbenchError
+from ctbench.core.hashing import file_sha256
+from ctbench.core.progress import progress_bar
 from ctbench.data.checks import ScanError
 from ctbench.data.prepared import (
     MANIFEST_NAME,
     VOLUMES_DIR,
     CaseRecord,
     Manifest,
-    file_sha256,
     load_manifest,
     volume_sha256,
     write_volume,
 )
 from ctbench.data.scan_io import dicom_series_files, is_nifti
 from ctbench.data.split import assign_splits
-from ctbench.progress import progress_bar
 from ctbench.protocol import FLARE22_V1, Protocol
 
 MODALITY_SUFFIX = "_0000"
@@ -36,7 +37,7 @@ SAVE_EVERY_S = 1.0
 """The manifest is rewritten at most this often during a run (and always at the end or on Ctrl-C)."""
 
 
-class PrepareError(RuntimeError):
+class PrepareError(CtbenchError, RuntimeError):
     """The whole batch cannot run (no scans, output not writable, protocol mismatch)."""
 
 

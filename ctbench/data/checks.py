@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ctbench.core.errors import CtbenchError
 from ctbench.protocol import Protocol
 
 AIR_HU = -900.0
@@ -14,7 +15,7 @@ MIN_AIR_FRACTION = 0.001
 """A CT scan of the abdomen has at least this share of air voxels (outside the body, bowel gas)."""
 
 
-class ScanError(ValueError):
+class ScanError(CtbenchError, ValueError):
     """A scan that cannot be prepared; ``str()`` is ``"<path>: <reason>"``."""
 
     def __init__(self, path: str | os.PathLike, reason: str):

@@ -8,10 +8,11 @@ true voxel size (1.8 × 1.8 × 6.25 mm under ``flare22-v1``) and position. Value
 Hounsfield units, so 3D Slicer or ITK-SNAP show HU, while :func:`read_volume` returns ``v`` (error at
 most 1/65534, i.e. < 0.1 HU for any clip range under 6000 HU).
 
-The manifest (JSON) records the protocol and one row per case: id, source path and sha256, original
-shape / spacing / orientation, crop box, HU (lo, hi), output file and its content hash, split, status,
-error. :func:`manifest_sha256` hashes only what determines the prepared data (protocol, and for each
-finished case its id, split, source hash, volume content hash and HU range), so moving the folder, or
+The manifest (JSON) records the protocol and one row per case: id, source path and sha256 (of the file, or
+of a DICOM folder by the folder rule of :mod:`ctbench.core.hashing`), original shape / spacing /
+orientation, crop box, HU (lo, hi), output file and its content hash, split, status, error.
+:func:`manifest_sha256` hashes only what determines the prepared data (protocol, and for each finished case
+its id, split, source hash, volume content hash and HU range), so moving the folder, or
 recompressing it, keeps the hash.
 """
 
@@ -29,8 +30,10 @@ import nibabel as nib
 import numpy as np
 
 from ctbench import __version__
-from ctbench.data.atomic import atomic_path, write_text_atomic
+from ctbench.core.atomic import atomic_path, write_text_atomic
+from ctbench.core.hashing import json_sha256
 from ctbench.protocol import FLARE22_V1, Protocol
+from ctbench.schemas import problems
 
 MANIFEST_NAME = "manifest.json"
 VOLUMES_DIR = "volumes"
@@ -144,20 +147,6 @@ def read_hu_range(path: str | os.PathLike) -> tuple[float, float]:
     return inter - slope * Q_MAX, inter + slope * Q_MAX
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 (hex) of a file's bytes; for a folder (DICOM series), of its files' names and bytes."""
-    path = Path(path)
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            h.update(f.relative_to(path).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            while block := fh.read(chunk):
-                h.update(block)
-    return h.hexdigest()
-
-
 def volume_sha256(path: str | os.PathLike) -> str:
     """Content hash (hex) of a volume file: its int16 voxels, shape, affine and HU scaling.
 
@@ -247,18 +236,22 @@ class Manifest:
         """Write ``root/manifest.json`` atomically (stamping ``updated_at``); returns its path."""
         self.updated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         path = self.root / MANIFEST_NAME
-        write_text_atomic(path, self.to_json())
+        text = self.to_json()
+        found = problems(json.loads(text), "manifest")
+        if found:  # a bug, never user input: refuse to write a manifest that later reads would refuse
+            raise ValueError(f"{path}: refusing to write an invalid manifest: " + "; ".join(found))
+        write_text_atomic(path, text)
         return path
 
     @property
     def sha256(self) -> str:
-        """Content hash of the prepared data set; see the module docstring."""
+        """sha256 (hex) of the prepared data set as canonical JSON (:mod:`ctbench.core.hashing`); see above."""
         done = sorted((c for c in self.cases if c.status == "ok"), key=lambda c: c.id)
         content = {
             "protocol": self.protocol,
             "cases": [[c.id, c.split, c.source_sha256, c.volume_sha256, c.hu_lo, c.hu_hi] for c in done],
         }
-        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        return json_sha256(content)
 
     def select(self, split: str | None = None) -> list[PreparedCase]:
         """Finished cases, sorted by id, of one split (``None``: all)."""
@@ -286,6 +279,12 @@ def load_manifest(root: str | os.PathLike) -> Manifest:
         raise FileNotFoundError(f"{path}: no manifest; is {root} a folder made by `ctbench data prepare`?")
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a valid ctbench manifest (cannot read as JSON: {exc})") from exc
+    found = problems(d, "manifest")
+    if found:
+        raise ValueError(f"{path}: not a valid ctbench manifest: " + "; ".join(found))
+    try:
         return Manifest(
             root=root,
             protocol=d["protocol"],
@@ -295,7 +294,7 @@ def load_manifest(root: str | os.PathLike) -> Manifest:
             ctbench_version=d.get("ctbench_version", ""),
             updated_at=d.get("updated_at", ""),
         )
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a valid ctbench manifest ({type(exc).__name__}: {exc})") from exc
 
 

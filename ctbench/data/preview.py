@@ -1,7 +1,8 @@
 """A picture of a prepared folder: axial, coronal and sagittal planes through each volume's centre.
 
-Planes are shown in radiological convention: the patient's right on the image's left, anterior up
-in the axial plane, superior up in the others, with the true voxel aspect (1.8 × 1.8 × 6.25 mm).
+Planes are shown in radiological convention (:func:`ctbench.protocol.radiological`): the patient's right on
+the image's left, anterior up in the axial plane, superior up in the others, with the true voxel aspect
+(1.8 × 1.8 × 6.25 mm).
 """
 
 from __future__ import annotations
@@ -9,24 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
-from ctbench.data.atomic import atomic_path
+from ctbench.core.atomic import atomic_path
 from ctbench.data.prepared import load_manifest, read_volume
+from ctbench.protocol import central_planes
 
-
-def display_planes(volume: np.ndarray) -> dict[str, np.ndarray]:
-    """The three central planes of a ``(D, H, W)`` volume as 2D images ready for ``imshow`` (row 0 at top).
-
-    axial ``(H, W)``: anterior at the top, patient right on the left; coronal ``(D, W)``: superior at
-    the top, right on the left; sagittal ``(D, H)``: superior at the top, anterior on the left.
-    """
-    d, h, w = volume.shape
-    return {
-        "axial": volume[d // 2][::-1, ::-1],
-        "coronal": volume[:, h // 2, :][::-1, ::-1],
-        "sagittal": volume[:, :, w // 2][::-1, ::-1],
-    }
+PLANE_NAMES = {"xy": "axial", "xz": "coronal", "yz": "sagittal"}
 
 
 def save_preview(
@@ -43,7 +31,7 @@ def save_preview(
     fig = Figure(figsize=(10, 3.4 * len(chosen)))
     axes = fig.subplots(len(chosen), 3, squeeze=False)
     for row, case in zip(axes, chosen, strict=True):
-        planes = display_planes(read_volume(case.path))
+        planes = {PLANE_NAMES[k]: img for k, img in central_planes(read_volume(case.path)).items()}
         lo, hi = case.hu_range
         for ax, (name, img), aspect, sides in zip(
             row, planes.items(), (sy / sx, sz / sx, sz / sy), (("R", "L"), ("R", "L"), ("A", "P")), strict=True

@@ -7,8 +7,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from ctbench.core.progress import progress_bar
 from ctbench.data.prepared import PreparedCase, read_volume
-from ctbench.progress import progress_bar
 
 READ_BATCH = 8
 """Real volumes read together (8 × 4 MiB as float32 at 64×128×128)."""

@@ -24,8 +24,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ctbench.data.atomic import atomic_path, write_text_atomic
-from ctbench.progress import progress_bar
+from ctbench.core.atomic import atomic_path, write_text_atomic
+from ctbench.core.progress import progress_bar
 
 LABELS = {"liver": 1, "right_kidney": 2, "spleen": 3, "aorta": 5, "ivc": 6, "stomach": 11, "left_kidney": 13}
 """FLARE22 label ids of the organs the phantom draws."""

@@ -12,7 +12,6 @@
 from ctbench.evaluate.options import EvalOptions, EvaluationError, default_argv, rerun_options
 from ctbench.evaluate.run import SAMPLING_SCHEME, evaluate, plan_metrics, run_id_for
 from ctbench.evaluate.sources import SampleSource, generated_hu_range
-from ctbench.evaluate.streams import shard
 
 __all__ = [
     "SAMPLING_SCHEME",
@@ -25,5 +24,4 @@ __all__ = [
     "plan_metrics",
     "rerun_options",
     "run_id_for",
-    "shard",
 ]

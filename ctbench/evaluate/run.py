@@ -15,15 +15,17 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ctbench.api import config_hash
+from ctbench.core.distributed import init_distributed, shard
+from ctbench.core.environment import environment
+from ctbench.core.errors import MetricUnavailable
+from ctbench.core.hashing import json_sha256
 from ctbench.data.prepared import Manifest, load_manifest
 from ctbench.data.streaming import case_batches
-from ctbench.env import environment
 from ctbench.evaluate.figures import montage
 from ctbench.evaluate.options import EvalOptions, EvaluationError
 from ctbench.evaluate.sources import SampleSource, generated_hu_range
-from ctbench.evaluate.streams import Streams, rank_and_world, sample_into, shard
-from ctbench.metrics.base import MetricUnavailable, MetricValue
+from ctbench.evaluate.streams import Streams, sample_into
+from ctbench.metrics.base import MetricValue
 from ctbench.metrics.contract import Accumulator, KeepFirst, Metric, RunContext
 from ctbench.metrics.registry import METRICS, BrokenMetricError, UnknownMetricError
 from ctbench.protocol import get_protocol
@@ -76,7 +78,7 @@ def run_id_for(opts: EvalOptions, generator_block: dict[str, Any], manifest_sha:
     label = generator_block["name"] + (
         "" if generator_block["variant"] == "default" else "@" + generator_block["variant"]
     )
-    return f"{_slug(label)}-n{opts.n}-s{opts.seed}-{config_hash(key)[:10]}"
+    return f"{_slug(label)}-n{opts.n}-s{opts.seed}-{json_sha256(key)[:10]}"
 
 
 def _check_writable(folder: Path) -> None:
@@ -117,7 +119,7 @@ def evaluate(opts: EvalOptions, argv: list[str] | None = None) -> Path | None:
     protocol = get_protocol(manifest.protocol["name"])
     manifest.check_protocol(protocol)
     metrics, skipped = plan_metrics(opts)
-    rank, world = rank_and_world()
+    rank, world = init_distributed()
     hu_range = generated_hu_range(manifest)
     source = SampleSource(opts, manifest, protocol, hu_range)
     run_id = run_id_for(opts, source.block, manifest.sha256, list(metrics))

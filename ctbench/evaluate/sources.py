@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctbench.api import REGISTRY, LoadContext, check_samples, config_hash, parse_spec
-from ctbench.data.prepared import Manifest, file_sha256, from_hu
+from ctbench.api import REGISTRY, LoadContext, check_samples, parse_spec
+from ctbench.core.hashing import file_sha256, json_sha256
+from ctbench.data.prepared import Manifest, from_hu
 from ctbench.evaluate.options import EvalOptions, EvaluationError
 from ctbench.protocol import Protocol
 
@@ -56,7 +57,7 @@ class SampleSource:
             "variant": "default",
             "samples_dir": str(folder.resolve()),
             "config": {},
-            "config_hash": config_hash(sorted(file_sha256(p) for p in self.files[: self.opts.n])),
+            "config_hash": json_sha256(sorted(file_sha256(p) for p in self.files[: self.opts.n])),
         }
 
     def _plugin(self, manifest: Manifest) -> dict[str, Any]:

@@ -7,51 +7,20 @@ on rank 0 and merges it there.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from ctbench.core.distributed import gather_object
+from ctbench.core.progress import progress_bar
 from ctbench.data.prepared import read_volume, write_volume
 from ctbench.evaluate.options import EvalOptions
 from ctbench.evaluate.sources import SampleSource
 from ctbench.metrics.contract import Accumulator, KeepFirst
-from ctbench.progress import progress_bar
 from ctbench.protocol import Protocol
-
-
-def shard(n: int, rank: int, world: int) -> range:
-    """Contiguous share of ``range(n)`` for ``rank`` of ``world`` (the first ``n % world`` ranks get one more)."""
-    base, extra = divmod(n, world)
-    start = rank * base + min(rank, extra)
-    return range(start, start + base + (1 if rank < extra else 0))
-
-
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world size), initialising the default process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-def gather_object(obj: Any, world: int) -> list[Any]:
-    """Every rank's ``obj`` (a list of ``world`` items on every rank)."""
-    if world == 1:
-        return [obj]
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
 
 
 class Streams:
@@ -71,8 +40,8 @@ class Streams:
         """Merge every rank's accumulators into rank 0's (returns True there); Fréchet statistics merge exactly."""
         if world == 1:
             return True
-        parts = {name: gather_object(acc.state(), world) for name, acc in self.accumulators.items()}
-        montages = gather_object(self.montage, world)
+        parts = {name: gather_object(acc.state()) for name, acc in self.accumulators.items()}
+        montages = gather_object(self.montage)
         if rank != 0:
             return False
         for name, states in parts.items():

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
+from ctbench.core.errors import MetricUnavailable
 from ctbench.extractors.slicing import axial_frames, quantise_uint8
-from ctbench.metrics.base import MetricUnavailable
 
 FRAME_SIZE = 224
 PREPROCESSING = (

@@ -5,7 +5,7 @@ Quantisation (stated once, used by FID and FVD): a voxel ``v`` in [-1, 1] become
 1 → 255. Grey becomes RGB by repeating the one channel three times (done by the extractors).
 
 Planes of a volume ``(1, D, H, W)`` = ``(z, y, x)`` (see :mod:`ctbench.protocol`), each slice shown in
-radiological display orientation (rows and columns reversed, i.e. a 180° in-plane rotation of the array):
+radiological display orientation (:func:`ctbench.protocol.radiological`: rows and columns reversed):
 
 * ``xy`` (axial): D slices of ``(H, W)`` = 64 slices of 128×128, anterior up, patient's right on the left.
 * ``xz`` (coronal): H slices of ``(D, W)`` = 128 slices of 64×128, superior up.
@@ -15,6 +15,8 @@ radiological display orientation (rows and columns reversed, i.e. a 180° in-pla
 from __future__ import annotations
 
 import torch
+
+from ctbench.protocol import radiological
 
 PLANES: tuple[str, ...] = ("xy", "xz", "yz")
 
@@ -42,11 +44,11 @@ def plane_slices(volumes_u8: torch.Tensor, plane: str, step: int = 1) -> tuple[t
     """
     v = volumes_u8[:, 0]  # (N, D, H, W)
     if plane == "xy":
-        s = v[:, ::step].flip(-2, -1)  # (N, S, H, W)
+        s = radiological(v[:, ::step])  # (N, S, H, W)
     elif plane == "xz":
-        s = v[:, :, ::step, :].permute(0, 2, 1, 3).flip(-2, -1)  # (N, S, D, W)
+        s = radiological(v[:, :, ::step, :].permute(0, 2, 1, 3))  # (N, S, D, W)
     elif plane == "yz":
-        s = v[:, :, :, ::step].permute(0, 3, 1, 2).flip(-2, -1)  # (N, S, D, H)
+        s = radiological(v[:, :, :, ::step].permute(0, 3, 1, 2))  # (N, S, D, H)
     else:
         raise ValueError(f"unknown plane {plane!r}; planes are {PLANES}")
     n, n_slices = s.shape[:2]
@@ -56,4 +58,4 @@ def plane_slices(volumes_u8: torch.Tensor, plane: str, step: int = 1) -> tuple[t
 
 def axial_frames(volumes_u8: torch.Tensor) -> torch.Tensor:
     """Volumes ``(N, 1, D, H, W)`` uint8 as videos ``(N, D, H, W)``: time = z inferior → superior, frames as ``xy``."""
-    return volumes_u8[:, 0].flip(-2, -1)
+    return radiological(volumes_u8[:, 0])

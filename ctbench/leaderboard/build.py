@@ -7,7 +7,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-from ctbench.data.atomic import atomic_path, write_text_atomic
+from ctbench.core.atomic import atomic_path, write_text_atomic
 from ctbench.figures import interval_plot
 from ctbench.leaderboard.columns import axis_label, key_info, real_partner
 from ctbench.leaderboard.ranking import Row, collect

@@ -16,13 +16,13 @@ Rules:
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ctbench.core.hashing import json_sha256
 from ctbench.leaderboard.columns import column_order, lower_is_better, rank_keys, real_partner
 from ctbench.record import read_records
 
@@ -65,7 +65,7 @@ class Group:
 
     @property
     def slug(self) -> str:
-        return "g" + hashlib.sha256(repr(self.key).encode()).hexdigest()[:10]
+        return "g" + json_sha256(list(self.key))[:10]
 
 
 def row_label(record: dict[str, Any]) -> str:

@@ -9,7 +9,8 @@ Metric modules are imported when first asked for, so ``from ctbench.metrics.base
 
 from __future__ import annotations
 
-from ctbench.metrics.base import MetricUnavailable, MetricValue
+from ctbench.core.errors import MetricUnavailable
+from ctbench.metrics.base import MetricValue
 from ctbench.metrics.contract import Accumulator, Key, Metric, RunContext
 from ctbench.metrics.registry import METRICS, BrokenMetricError, UnknownMetricError, get_metric, list_metrics
 

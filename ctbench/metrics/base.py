@@ -1,4 +1,4 @@
-"""What every metric returns, and how a metric that cannot run says so.
+"""What every metric returns (a metric that cannot run raises :class:`ctbench.core.errors.MetricUnavailable`).
 
 Shared by the Fréchet metrics (FID, FVD) and the weight-free ones (diversity, intensity,
 memorisation); :mod:`ctbench.record` writes :class:`MetricValue` into result records as it is.
@@ -8,14 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
-
-
-class MetricUnavailable(RuntimeError):
-    """A metric cannot run here (missing weights, missing TensorFlow, ...).
-
-    Raised before any work is done. The message names what is missing, where ctbench looked, and
-    the command(s) that fix it. A metric never reports a made-up value instead.
-    """
 
 
 @dataclass

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ctbench.core.distributed import rank_and_world
+from ctbench.core.progress import progress_bar
 from ctbench.extractors.slicing import check_volumes
 from ctbench.metrics.base import MetricValue
 from ctbench.metrics.contract import Accumulator, Metric, RunContext
 from ctbench.metrics.frechet import FrechetEstimate, FrechetReference, frechet_with_jackknife
-from ctbench.progress import progress_bar
 from ctbench.stats import FeatureSetStats, GroupedStats, load_cached, load_partial, partial_path, store_cached
 from ctbench.weights import ResolvedWeights, resolve
 
@@ -202,7 +203,7 @@ class FeatureMetric(Metric):
             raise ValueError(f"{Path(manifest.root) / 'manifest.json'}: no finished cases in split {split!r}")
         acc = self.statistics_accumulator(device, batch_size, unverified_ok, groups=1)
         acc.stats.provenance["cache_fields"] = fields
-        rank, world = _rank_and_world()
+        rank, world = rank_and_world()
         resumable = cache and world == 1  # ranks would race on one progress file
         if resumable and (partial := load_partial(self.name, fields)) is not None:
             acc.stats = partial  # resume: the first n_volumes cases (sorted by id) are in it
@@ -243,15 +244,6 @@ class FeatureMetric(Metric):
             "metric_version": self.version,
         }
         return self.values(estimates, fake, common)
-
-
-def _rank_and_world() -> tuple[int, int]:
-    """This process's rank and the world size under ``torch.distributed`` (``(0, 1)`` when not initialised)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def interval_note(estimate: FrechetEstimate) -> str:

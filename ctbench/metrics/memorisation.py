@@ -13,8 +13,6 @@ for a side-by-side figure.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ctbench.data.atomic import atomic_path, write_text_atomic
+from ctbench.core.cache import KeyedCache
 from ctbench.metrics.base import MetricValue
 from ctbench.metrics.contract import Accumulator, Key, Metric, RunContext
 
@@ -69,23 +67,16 @@ def load_or_build_index(
 
     ``key_fields`` must identify the training data (e.g. manifest sha256 and split); the metric version and
     pooling are added. Features are stored as float32 (0.5 MiB per volume) and always used after that
-    rounding, so a cached index gives exactly the same correlations as a fresh one. The key's fields are
-    written beside the ``.npz`` as JSON.
+    rounding, so a cached index gives exactly the same correlations as a fresh one. ``cache_dir`` is a
+    :class:`~ctbench.core.cache.KeyedCache` folder (None: no cache).
     """
     fields = {**key_fields, "metric": "memorisation", "version": VERSION, "pool": POOL, "ids": ids}
-    key = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
-    path = cache_dir / f"{key}.npz" if cache_dir is not None else None
-    if path is not None and path.is_file():
-        with np.load(path) as z:
-            if json.loads(str(z["fields"])) == json.loads(json.dumps(fields, sort_keys=True, default=str)):
-                return TrainIndex(torch.from_numpy(z["features"]).double(), ids)
+    cache = KeyedCache(cache_dir) if cache_dir is not None else None
+    if cache is not None and (hit := cache.load(fields)) is not None:
+        return TrainIndex(torch.from_numpy(hit["features"]).double(), ids)
     features = torch.cat([unit_features(x) for x in batches()]).float()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, features=features.numpy(), fields=json.dumps(fields, sort_keys=True, default=str))
-        write_text_atomic(path.with_suffix(".json"), json.dumps({"key": key, "fields": fields}, indent=2) + "\n")
+    if cache is not None:
+        cache.store(fields, {"features": features.numpy()})
     return TrainIndex(features.double(), ids)
 
 
@@ -213,8 +204,8 @@ class Memorisation(Metric):
 
     def train_index(self, ctx: RunContext) -> TrainIndex:
         """The ``train`` split as unit vectors (cached under ``$CTBENCH_CACHE/memorisation``), built once."""
+        from ctbench.core.cache import cache_root
         from ctbench.data.streaming import case_batches
-        from ctbench.weights import cache_root
 
         if self._index is not None and self._index[0] == ctx.manifest.sha256:
             return self._index[1]

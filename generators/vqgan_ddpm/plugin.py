@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ctbench.api import Generator, GeneratorInfo, LoadContext, deep_update
-from ctbench.data.prepared import file_sha256
+from ctbench.core.hashing import file_sha256
 from ctbench.protocol import DEFAULT_PROTOCOL
 from ctbench.seeding import sample_generator
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from ctbench.progress import progress_bar
+from ctbench.core.progress import progress_bar
 
 from .diffusion import GaussianDiffusion, ModelFn
 

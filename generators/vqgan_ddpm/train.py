@@ -34,8 +34,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from ctbench import __version__
-from ctbench.data.atomic import atomic_path
-from ctbench.progress import progress_bar
+from ctbench.core.atomic import atomic_path
+from ctbench.core.distributed import init_distributed, local_rank
+from ctbench.core.progress import progress_bar
 
 from .build import Discriminators, build_diffusion, build_discriminators, build_unet, build_vqgan, latent_shape
 from .diffusion import GaussianDiffusion
@@ -209,14 +210,9 @@ def precision_for(config: dict[str, Any], device: torch.device) -> dict[str, boo
 
 def setup_runtime(config: dict[str, Any]) -> Runtime:
     """Join the process group if launched by ``torchrun`` (``WORLD_SIZE`` > 1); pick the device and precision."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    world = dist.get_world_size() if dist.is_initialized() else 1
-    if cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world = init_distributed()
+    if torch.cuda.is_available():
+        local = local_rank()
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
         torch.backends.cudnn.benchmark = True  # fixed volume shapes: let cuDNN pick the fastest 3D conv kernels

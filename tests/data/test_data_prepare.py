@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from ctbench.cli import main
+from ctbench.core.hashing import file_sha256
 from ctbench.data import batch
 from ctbench.data.batch import prepare
 from ctbench.data.pipeline import load_checked, prepare_scan
 from ctbench.data.prepared import (
     cases,
-    file_sha256,
     load_manifest,
     manifest_sha256,
     read_hu_range,

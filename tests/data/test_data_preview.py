@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from ctbench.cli import main
 from ctbench.data.prepared import manifest_sha256
-from ctbench.data.preview import display_planes
+from ctbench.data.preview import PLANE_NAMES
+from ctbench.protocol import central_planes
 
 
 def test_planes_put_patient_right_on_image_left_and_anterior_up():
@@ -15,7 +16,7 @@ def test_planes_put_patient_right_on_image_left_and_anterior_up():
     vol[:, 60:68, 120:] = 1.0  # a rod on the patient's far right
     vol[:, 120:, 60:68] = 2.0  # a rod at the front
     vol[60:, 60:68, 60:68] = 3.0  # a rod near the top (superior)
-    planes = display_planes(vol)
+    planes = {PLANE_NAMES[k]: img for k, img in central_planes(vol).items()}
     axial = planes["axial"]
     assert axial.shape == (128, 128)
     assert np.all(axial[:, :8][60:68] == 1.0)  # right -> image left

@@ -1,4 +1,4 @@
-"""The array convention and the prepared-volume file format (round trips with known values)."""
+"""The array and display conventions and the prepared-volume file format (round trips with known values)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ctbench.data.prepared import Q_MAX, default_affine, from_hu, read_hu_range, read_volume, to_hu, write_volume
-from ctbench.protocol import FLARE22_V1, get_protocol
+from ctbench.extractors.slicing import axial_frames, plane_slices
+from ctbench.protocol import FLARE22_V1, central_planes, get_protocol, radiological
 
 
 def test_protocol_shapes_and_output_spacing():
@@ -17,6 +18,32 @@ def test_protocol_shapes_and_output_spacing():
     assert get_protocol("flare22-v1") is FLARE22_V1
     with pytest.raises(KeyError, match="flare22-v1"):
         get_protocol("flare99")
+
+
+def test_central_planes_radiological_orientation():
+    v = torch.zeros(1, 8, 10, 12)  # (1, D, H, W): D inferior→superior, H posterior→anterior, W patient left→right
+    v[0, :, :, -1] = 1.0  # patient's right edge (largest x)
+    v[0, :, -1, :] += 2.0  # anterior edge (largest y)
+    v[0, -1, :, :] += 4.0  # superior edge (largest z)
+    s = central_planes(v.numpy())
+    assert s["xy"].shape == (10, 12) and s["xz"].shape == (8, 12) and s["yz"].shape == (8, 10)
+    assert np.all(s["xy"][:, 0] % 2 == 1)  # patient's right on the screen's left
+    assert np.all(s["xy"][0, :] >= 2)  # anterior at the top
+    assert np.all(s["xz"][0, :] >= 4) and np.all(s["xz"][:, 0] % 2 == 1)  # superior up, right on the left
+    assert np.all(s["yz"][0, :] >= 4) and np.all(s["yz"][:, 0] % 4 >= 2)  # superior up, anterior on the left
+    assert central_planes(v[0].numpy()).keys() == s.keys()
+
+
+def test_extractor_slices_follow_the_display_convention():
+    """The slices the feature networks see are the slices the figures show (one convention, one function)."""
+    v = torch.randint(0, 256, (1, 1, 6, 8, 10), dtype=torch.uint8)
+    shown = central_planes(v[0].numpy())
+    for plane, centre in (("xy", 3), ("xz", 4), ("yz", 5)):
+        np.testing.assert_array_equal(plane_slices(v, plane)[0][centre, 0].numpy(), shown[plane])
+    np.testing.assert_array_equal(axial_frames(v)[0, 3].numpy(), shown["xy"])
+    image = np.arange(6).reshape(2, 3)
+    np.testing.assert_array_equal(radiological(image), [[5, 4, 3], [2, 1, 0]])
+    assert torch.equal(radiological(torch.from_numpy(image)), torch.from_numpy(radiological(image).copy()))
 
 
 def test_hu_mapping_known_values_and_inverse():
@@ -98,7 +125,8 @@ def test_package_exports_resolve_lazily():
 
 
 def test_volume_hash_follows_content_not_compression(tmp_path):
-    from ctbench.data.prepared import file_sha256, volume_sha256
+    from ctbench.core.hashing import file_sha256
+    from ctbench.data.prepared import volume_sha256
 
     vol = _ramp_volume()
     a = write_volume(tmp_path / "a.nii.gz", vol, hu_range=(-1000.0, 1000.0))

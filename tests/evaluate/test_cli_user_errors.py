@@ -10,8 +10,8 @@ import torch
 from click.testing import CliRunner
 
 from ctbench.cli import main
+from ctbench.core.progress import progress_bar
 from ctbench.leaderboard import build
-from ctbench.progress import progress_bar
 from ctbench.record import write_record
 
 

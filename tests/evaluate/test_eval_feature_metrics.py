@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from ctbench.core.hashing import file_sha256
 from ctbench.evaluate import EvalOptions, EvaluationError, evaluate, plan_metrics
 from ctbench.leaderboard import collect
 from ctbench.record import read_record
-from ctbench.weights import content_sha256
 
 FID_STEP = 32
 """Every 32nd slice: 64/32 = 2 xy slices, 128/32 = 4 xz and 4 yz slices per volume."""
@@ -77,7 +77,7 @@ def test_fid_end_to_end_with_random_weights(prepared_dir, tmp_path, installed_in
     )  # fmt: skip
     records = {g: read_record(evaluate(EvalOptions(**base, generator=g)))["metrics"] for g in ("noise", "real-holdout")}
     per_plane = {"xy": FID_N * 64 // FID_STEP, "xz": FID_N * 128 // FID_STEP, "yz": FID_N * 128 // FID_STEP}
-    sha = content_sha256(inception_weights)
+    sha = file_sha256(inception_weights)
     for gen, metrics in records.items():
         assert set(metrics) == {"fid_xy", "fid_xz", "fid_yz", "fid_mean"}, gen
         for key, m in metrics.items():

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from ctbench.api import BadSamplesError, LoadContext
 from ctbench.cli import main
+from ctbench.core.distributed import shard
 from ctbench.data.prepared import load_manifest
-from ctbench.evaluate import EvalOptions, EvaluationError, evaluate, generated_hu_range, rerun_options, shard
+from ctbench.evaluate import EvalOptions, EvaluationError, evaluate, generated_hu_range, rerun_options
 from ctbench.record import read_record
 from generators.baselines import RealHoldout
 

@@ -11,7 +11,6 @@ from ctbench.stats import (
     FeatureStats,
     GroupedStats,
     cache_path,
-    content_key,
     import_stats,
     load_cached,
     store_cached,
@@ -133,8 +132,8 @@ FIELDS = {
     ],
 )
 def test_cache_key_changes_with_every_field(field, value):
-    assert content_key({**FIELDS, field: value}) != content_key(FIELDS)
-    assert content_key(dict(reversed(list(FIELDS.items())))) == content_key(FIELDS)
+    assert cache_path("fid", {**FIELDS, field: value}) != cache_path("fid", FIELDS)
+    assert cache_path("fid", dict(reversed(list(FIELDS.items())))) == cache_path("fid", FIELDS)
 
 
 def test_cache_store_load_and_import(tmp_path, private_cache):

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from ctbench import weights as W
 from ctbench.cli import main
+from ctbench.core.hashing import file_sha256
 from ctbench.metrics import MetricUnavailable, get_metric
 
 
@@ -43,29 +44,15 @@ def test_import_refuses_wrong_hash_unless_unverified(inception_weights):
     assert r.spec.name == "inception-v3-compat" and not r.verified
     with pytest.raises(MetricUnavailable, match="--unverified-weights"):
         W.resolve("inception-v3-compat")
-    assert W.resolve("inception-v3-compat", unverified_ok=True).sha256 == W.file_sha256(inception_weights)
+    assert W.resolve("inception-v3-compat", unverified_ok=True).sha256 == file_sha256(inception_weights)
 
 
 def test_matching_pin_is_verified(inception_weights, monkeypatch):
-    spec = dataclasses.replace(W.WEIGHTS["inception-v3-compat"], sha256=W.file_sha256(inception_weights))
+    spec = dataclasses.replace(W.WEIGHTS["inception-v3-compat"], sha256=file_sha256(inception_weights))
     monkeypatch.setitem(W.WEIGHTS, "inception-v3-compat", spec)
     r = W.import_weights(inception_weights)
     assert r.verified and W.resolve("inception-v3-compat").verified
     assert {s.name: s.state for s in W.status()} == {"inception-v3-compat": "verified", "i3d-kinetics-400": "missing"}
-
-
-def test_dir_hash_depends_on_names_and_bytes(tmp_path):
-    a = tmp_path / "a"
-    (a / "variables").mkdir(parents=True)
-    (a / "saved_model.pb").write_bytes(b"x")
-    (a / "variables" / "v").write_bytes(b"y")
-    h = W.dir_sha256(a)
-    (a / "variables" / "v").write_bytes(b"z")
-    assert W.dir_sha256(a) != h
-    (a / "variables" / "v").write_bytes(b"y")
-    assert W.dir_sha256(a) == h
-    (a / "variables" / "v").rename(a / "variables" / "w")
-    assert W.dir_sha256(a) != h
 
 
 @pytest.fixture
@@ -86,7 +73,7 @@ def test_fetch_file_verifies_sha256(inception_weights, http_root, monkeypatch):
     root, url = http_root
     shutil.copy(inception_weights, root / "w.pth")
     good = dataclasses.replace(
-        W.WEIGHTS["inception-v3-compat"], url=f"{url}/w.pth", sha256=W.file_sha256(inception_weights)
+        W.WEIGHTS["inception-v3-compat"], url=f"{url}/w.pth", sha256=file_sha256(inception_weights)
     )
     monkeypatch.setitem(W.WEIGHTS, "inception-v3-compat", good)
     r = W.fetch("inception-v3-compat", progress=False)
@@ -104,11 +91,11 @@ def test_fetch_savedmodel_tarball_unpacks_into_cache(i3d_standin, http_root, mon
     with tarfile.open(root / "i3d.tar.gz", "w:gz") as tar:
         for p in sorted(i3d_standin.rglob("*")):
             tar.add(p, arcname=str(p.relative_to(i3d_standin)), recursive=False)
-    pinned = W.dir_sha256(i3d_standin)
+    pinned = file_sha256(i3d_standin)
     spec = dataclasses.replace(W.WEIGHTS["i3d-kinetics-400"], url=f"{url}/i3d.tar.gz", sha256=pinned)
     monkeypatch.setitem(W.WEIGHTS, "i3d-kinetics-400", spec)
     r = W.fetch("i3d-kinetics-400", progress=False)
-    assert r.verified and (r.path / "saved_model.pb").is_file() and W.dir_sha256(r.path) == pinned
+    assert r.verified and (r.path / "saved_model.pb").is_file() and file_sha256(r.path) == pinned
 
 
 def test_cli_fetch_of_the_unpinned_i3d_module_downloads_unpacks_and_says_so(i3d_standin, http_root, monkeypatch):
@@ -122,9 +109,9 @@ def test_cli_fetch_of_the_unpinned_i3d_module_downloads_unpacks_and_says_so(i3d_
     monkeypatch.setitem(W.WEIGHTS, spec.name, dataclasses.replace(spec, url=f"{url}/i3d.tar.gz"))
     res = CliRunner().invoke(main, ["weights", "fetch", spec.name])
     assert res.exit_code == 0, res.output
-    digest = W.dir_sha256(i3d_standin)
+    digest = file_sha256(i3d_standin)
     installed = W.weights_dir() / spec.filename
-    assert W.dir_sha256(installed) == digest and (installed / "saved_model.pb").is_file()
+    assert file_sha256(installed) == digest and (installed / "saved_model.pb").is_file()
     assert "UNPINNED" in res.output and f"sha256 {digest}" in res.output and "--unverified-weights" in res.output
     status = CliRunner().invoke(main, ["weights", "status"]).output
     assert f"{spec.name:22s} unpinned" in status and "no hash is pinned in ctbench" in status

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import generators.vqgan_ddpm.train as train_module
 from ctbench.cli import main
-from ctbench.data.prepared import file_sha256
+from ctbench.core.hashing import file_sha256
 from generators.vqgan_ddpm.train import load_checkpoint, train
 
 TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "vqgan_ddpm" / "tiny.yaml"

@@ -1,4 +1,4 @@
-"""Provenance of a run: interpreter, libraries, device and source revision."""
+"""Provenance of a run: interpreter, libraries, device and source revision (the ``env`` block of a record)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 
 from ctbench import __version__
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The folder holding the ``ctbench`` package: a git checkout when running from source."""
 
 
 def _git(*args: str) -> str | None:
