@@ -148,6 +148,19 @@ def how_to_get(spec: WeightSpec) -> str:
     )
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
+def weights_sha256(path: Path) -> str:
+    """:func:`~ctbench.core.hashing.file_sha256` of a weights file or folder, computed once per process while
+    its files keep their size and modification time (a run resolves the same weights several times)."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    signature = (str(path.resolve()), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if signature not in _DIGESTS:
+        _DIGESTS[signature] = file_sha256(path)
+    return _DIGESTS[signature]
+
+
 def resolve(name: str, unverified_ok: bool = False) -> ResolvedWeights:
     """Find and hash ``name``'s weights; raise :class:`MetricUnavailable` before any work if they cannot be used.
 
@@ -162,7 +175,7 @@ def resolve(name: str, unverified_ok: bool = False) -> ResolvedWeights:
             f"{spec.name} weights missing: {what} {spec.filename!r} not found (looked in: {looked}). "
             f"To get it, {how_to_get(spec)}."
         )
-    digest = file_sha256(path)
+    digest = weights_sha256(path)
     verified = spec.sha256 is not None and digest == spec.sha256
     if not verified and not unverified_ok:
         why = (
@@ -280,6 +293,6 @@ def status() -> list[WeightStatus]:
     out = []
     for spec in WEIGHTS.values():
         path = locate(spec.name)
-        digest = file_sha256(path) if path is not None else None
+        digest = weights_sha256(path) if path is not None else None
         out.append(WeightStatus(spec.name, path, digest, spec.sha256, digest is not None and digest == spec.sha256))
     return out

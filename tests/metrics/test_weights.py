@@ -146,3 +146,16 @@ def test_torch_fidelity_download_is_found_where_torch_hub_keeps_it(inception_wei
     shutil.copy(inception_weights, hub_file)
     assert W.locate("inception-v3-compat") == hub_file
     assert W.resolve("inception-v3-compat", unverified_ok=True).path == hub_file
+
+
+def test_weights_are_hashed_once_per_run_until_they_change(inception_weights, monkeypatch):
+    installed = W.import_weights(inception_weights, "inception-v3-compat", unverified_ok=True)
+    calls = []
+    monkeypatch.setattr(W, "file_sha256", lambda path: calls.append(path) or file_sha256(path))
+    monkeypatch.setattr(W, "_DIGESTS", {})
+    fid = get_metric("fid")
+    for _ in range(3):  # planning, the generated side, the reference side
+        assert fid.resolve_weights(unverified_ok=True).sha256 == installed.sha256
+    assert calls == [installed.path]
+    installed.path.write_bytes(installed.path.read_bytes() + b"\0")  # changed bytes: hashed again
+    assert fid.resolve_weights(unverified_ok=True).sha256 != installed.sha256 and len(calls) == 2
