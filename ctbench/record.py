@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctbench import __version__
 from ctbench.core.atomic import write_text_atomic
+from ctbench.core.errors import CtbenchError
 from ctbench.metrics.base import MetricValue
 from ctbench.schemas import problems, schema
 
@@ -40,7 +41,7 @@ SCHEMA_VERSION = 2
 RECORD_KIND = "ctbench.result"
 
 
-class RecordError(ValueError):
+class RecordError(CtbenchError, ValueError):
     """A file that is not a valid ctbench result record; the message names the file and the problem."""
 
 

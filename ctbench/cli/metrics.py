@@ -15,8 +15,8 @@ from ctbench.core.errors import MetricUnavailable
 @click.command()
 @click.argument("prepared_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
-@click.option("--metric", "metrics", multiple=True, default=("fid", "fvd"), show_default=True,
-              help="Feature metric(s) to compute reference statistics for.")
+@click.option("--metric", "metrics", multiple=True,
+              help="Feature metric(s) to compute reference statistics for (default: every one, e.g. fid, fvd).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--batch-size", type=int, default=None, help="Slices (FID) or videos (FVD) per forward pass.")
 @click.option("--no-cache", is_flag=True, help="Recompute and do not store in $CTBENCH_CACHE.")
@@ -45,7 +45,7 @@ def stats(prepared_dir, split, metrics, device, batch_size, no_cache, export_dir
         return
     try:
         manifest = load_manifest(prepared_dir)
-        chosen = {name: get_metric(name) for name in metrics}
+        chosen = {name: get_metric(name) for name in metrics or _feature_metrics()}
     except (KeyError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     unavailable = []
@@ -67,6 +67,14 @@ def stats(prepared_dir, split, metrics, device, batch_size, no_cache, export_dir
             click.echo(f"  exported to {out}")
     if unavailable:
         raise click.ClickException(f"no statistics for: {', '.join(unavailable)} (see above)")
+
+
+def _feature_metrics() -> list[str]:
+    """Registered metrics that keep reference statistics of a real split (FID, FVD, and such plugins)."""
+    from ctbench.metrics import METRICS
+    from ctbench.metrics.feature import FeatureMetric
+
+    return [st.name for st in METRICS.statuses() if st.cls is not None and issubclass(st.cls, FeatureMetric)]
 
 
 @click.group()

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ctbench.core.errors import CtbenchError
 from ctbench.record import read_record
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(CtbenchError, RuntimeError):
     """An evaluation that cannot start or finish; the message says why and what to do."""
 
 

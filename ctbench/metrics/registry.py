@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+from ctbench.core.errors import CtbenchError
 from ctbench.metrics.contract import Key, Metric
 
 ENTRY_POINT_GROUP = "ctbench.metrics"
@@ -32,7 +33,7 @@ BUILTIN: dict[str, str] = {
 """Name → ``module:Class`` of ctbench's own metrics, in the order records and boards show them."""
 
 
-class UnknownMetricError(KeyError):
+class UnknownMetricError(CtbenchError, KeyError):
     """An unknown metric name; the message lists the closest known names."""
 
     def __init__(self, name: str, known: list[str]):
@@ -44,7 +45,7 @@ class UnknownMetricError(KeyError):
         return str(self.args[0])
 
 
-class BrokenMetricError(RuntimeError):
+class BrokenMetricError(CtbenchError, RuntimeError):
     """A registered metric that failed to import or breaks the Metric contract."""
 
 
