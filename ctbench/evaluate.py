@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from ctbench import __version__
-from ctbench.api import REGISTRY, LoadContext, UnknownNameError, check_samples, parse_spec
+from ctbench.api import REGISTRY, LoadContext, UnknownNameError, check_info, check_samples, parse_spec, plugin_errors
 from ctbench.data.prepared import Manifest, PreparedCase, cases, file_sha256, load_manifest, read_volume
 from ctbench.env import environment
 from ctbench.figures import pairs_figure, triplanar_montage
@@ -192,8 +192,9 @@ def plan_metrics(opts: EvalOptions) -> tuple[list[str], dict[str, str]]:
 class _Source:
     """Where samples come from: a generator plugin or a folder of NIfTI files."""
 
-    def __init__(self, opts: EvalOptions, manifest: Manifest, hu_range: tuple[float, float]):
+    def __init__(self, opts: EvalOptions, manifest: Manifest, protocol: Protocol, hu_range: tuple[float, float]):
         self.opts = opts
+        self.protocol = protocol
         self.hu_range = hu_range
         self.files: list[Path] = []
         self.generator = None
@@ -216,12 +217,13 @@ class _Source:
             }
         else:
             name, _ = parse_spec(opts.generator)
-            context = LoadContext(device=torch.device(opts.device), data_dir=manifest.root)
+            context = LoadContext(device=torch.device(opts.device), data_dir=manifest.root, protocol=protocol)
             ckpt = Path(opts.checkpoint) if opts.checkpoint else None
             if ckpt is not None and not ckpt.exists():
                 raise EvaluationError(f"{ckpt}: checkpoint not found")
             self.generator = REGISTRY.load(opts.generator, ckpt, overrides=opts.overrides, context=context)
-            info = self.generator.info()
+            with plugin_errors(name, "info"):
+                info = check_info(self.generator.info(), name)
             st = REGISTRY.status(name)
             self.block = {
                 "source": "generator",
@@ -248,8 +250,10 @@ class _Source:
         """Samples ``indices`` as ``(len, 1, 64, 128, 128)`` float32 in [-1, 1], validated."""
         if self.generator is None:
             return torch.from_numpy(np.stack([self._read(self.files[i]) for i in indices]))[:, None]
-        x = self.generator.sample(len(indices), self.opts.seed, offset=indices.start, batch_size=self.opts.batch_size)
-        return check_samples(x, len(indices), self.label)
+        opts = self.opts
+        with plugin_errors(self.label, "sample"):
+            x = self.generator.sample(len(indices), opts.seed, offset=indices.start, batch_size=opts.batch_size)
+        return check_samples(x, len(indices), self.label, self.protocol)
 
     def _read(self, path: Path) -> np.ndarray:
         import nibabel as nib
@@ -457,7 +461,7 @@ def evaluate(opts: EvalOptions, argv: list[str] | None = None) -> Path | None:
         raise EvaluationError(f"--diversity-volumes must be at least 2, got {opts.diversity_volumes}")
     rank, world = _dist()
     hu_range = generated_hu_range(manifest)
-    source = _Source(opts, manifest, hu_range)
+    source = _Source(opts, manifest, protocol, hu_range)
     run_id = run_id_for(opts, source.block, manifest.sha256, metrics)
     out_dir = Path(opts.out)
     record_path = out_dir / f"{run_id}.json"

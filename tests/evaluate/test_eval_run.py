@@ -15,7 +15,7 @@ from ctbench.cli import main
 from ctbench.data.prepared import load_manifest
 from ctbench.evaluate import EvalOptions, EvaluationError, evaluate, generated_hu_range, rerun_options, shard
 from ctbench.record import read_record
-from generators.baselines import RealHoldout
+from ctbench_generators.baselines import RealHoldout
 
 WEIGHT_FREE = ["diversity", "intensity", "memorisation"]
 

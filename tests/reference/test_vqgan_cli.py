@@ -11,12 +11,13 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-import generators.vqgan_ddpm.train as train_module
+import ctbench_generators.vqgan_ddpm.train as train_module
 from ctbench.cli import main
 from ctbench.data.prepared import file_sha256
-from generators.vqgan_ddpm.train import load_checkpoint, train
+from ctbench_generators.vqgan_ddpm.plugin import VQGANDDPM
+from ctbench_generators.vqgan_ddpm.train import load_checkpoint, train
 
-TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "vqgan_ddpm" / "tiny.yaml"
+TINY_YAML = VQGANDDPM.config_files()["tiny"]
 
 
 def _short_tiny_yaml(tmp_path: Path, steps: int = 6, **extra: object) -> Path:

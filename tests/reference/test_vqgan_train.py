@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,12 +13,12 @@ from click.testing import CliRunner
 from ctbench.api import REGISTRY, check_samples
 from ctbench.cli import main
 from ctbench.data.dataset import PreparedDataset
-from generators.vqgan_ddpm.build import build_vqgan
-from generators.vqgan_ddpm.plugin import VQGANDDPM
-from generators.vqgan_ddpm.train import VolumeBatches, load_checkpoint, train
-from generators.vqgan_ddpm.variants import default_config
+from ctbench_generators.vqgan_ddpm.build import build_vqgan
+from ctbench_generators.vqgan_ddpm.plugin import VQGANDDPM
+from ctbench_generators.vqgan_ddpm.train import VolumeBatches, load_checkpoint, train
+from ctbench_generators.vqgan_ddpm.variants import default_config
 
-TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "vqgan_ddpm" / "tiny.yaml"
+TINY_YAML = VQGANDDPM.config_files()["tiny"]
 
 
 def _steps(tiny_config, vq: int, dd: int) -> dict:
