@@ -300,3 +300,18 @@ def test_plugin_code_that_breaks_while_evaluating_is_one_error_line(
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
     assert r.output == f"Error: {error}\n"
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_train_on_a_broken_or_untrainable_plugin_is_one_error_line(
+    toy_plugin_path, prepared_dir, tmp_path, monkeypatch
+):
+    monkeypatch.syspath_prepend(str(toy_plugin_path))
+    monkeypatch.setattr("ctbench.cli.train.REGISTRY", Registry())
+    for spec, error in [
+        ("toy-plain", f"generator 'toy-plain' (ctbench_broken_plugins.plugins:PlainBlobs) is broken: {PLAIN}"),
+        ("toy-blobs", "generator 'toy-blobs' is not trainable"),
+    ]:
+        r = CliRunner().invoke(main, ["train", spec, "--data", str(prepared_dir), "--out", str(tmp_path / "run")])
+        assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
+        assert r.output == f"Error: {error}\n"
+    assert not (tmp_path / "run").exists()
