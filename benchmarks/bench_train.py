@@ -12,7 +12,7 @@ Cases, each measured in a fresh process (so peak memory is its own), in the same
 
 Sizes: ``--device cuda`` runs the paper's (64×128×128 volumes, VQGAN base 16 with 16,384 codes, UNet
 base 256, T = 1000); ``--device cpu`` a reduced size (32×64×64 volumes, UNet base 16, T = 1000) on
-``--threads`` threads (default 1); ``--tiny`` the toy config ``configs/vqgan_ddpm/tiny.yaml`` (16×32×32,
+``--threads`` threads (default 1); ``--tiny`` the toy config ``tiny.yaml`` of the plugin (16×32×32,
 T = 100) on either device, under a minute on one CPU core. Precision: ``--precision auto`` uses the
 config's per-device settings (bf16 autocast + channels-last on CUDA, fp32 on the CPU); ``fp32`` and
 ``bf16`` force one on any device (bf16 comes with channels-last on CUDA only; see ``Runtime``). Peak
@@ -28,21 +28,27 @@ import argparse
 import multiprocessing as mp
 import resource
 import time
-from pathlib import Path
+from importlib.resources import files
 
 import torch
 import yaml
 
 from ctbench.api import deep_update
-from generators.vqgan_ddpm.build import build_diffusion, build_discriminators, build_unet, build_vqgan, latent_shape
-from generators.vqgan_ddpm.discriminators import random_axial_slices
-from generators.vqgan_ddpm.losses import discriminator_loss, generator_adversarial_loss, reconstruction_loss
-from generators.vqgan_ddpm.samplers import make_sampler
-from generators.vqgan_ddpm.train import Runtime, ddpm_step, precision_for, vqgan_step
-from generators.vqgan_ddpm.variants import default_config
+from ctbench_generators.vqgan_ddpm.build import (
+    build_diffusion,
+    build_discriminators,
+    build_unet,
+    build_vqgan,
+    latent_shape,
+)
+from ctbench_generators.vqgan_ddpm.discriminators import random_axial_slices
+from ctbench_generators.vqgan_ddpm.losses import discriminator_loss, generator_adversarial_loss, reconstruction_loss
+from ctbench_generators.vqgan_ddpm.samplers import make_sampler
+from ctbench_generators.vqgan_ddpm.train import Runtime, ddpm_step, precision_for, vqgan_step
+from ctbench_generators.vqgan_ddpm.variants import default_config
 
 CPU_SIZE = {"data": {"volume_shape": [32, 64, 64]}, "ddpm": {"unet": {"base_channels": 16}}}
-TINY_YAML = Path(__file__).resolve().parents[1] / "configs" / "vqgan_ddpm" / "tiny.yaml"
+TINY_YAML = files("ctbench_generators.vqgan_ddpm") / "configs" / "tiny.yaml"
 
 
 def _config(device: str, tiny: bool) -> dict:
@@ -179,7 +185,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                     help="auto: the config's per-device setting (CUDA bf16 + channels-last, CPU fp32)")
-    ap.add_argument("--tiny", action="store_true", help="the toy config (configs/vqgan_ddpm/tiny.yaml)")
+    ap.add_argument("--tiny", action="store_true", help="the plugin's toy config (tiny.yaml)")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is visible to torch")

@@ -26,9 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -79,7 +81,9 @@ def missing_modules(step: str) -> list[str]:
 
 def run_step(step: Step, out: Path, site: Path | None = None) -> None:
     """Run one benchmark in a child process under its time limit; its output goes to ``<out>/<name>.log``."""
-    path = [str(REPO), str(site) if site else None, os.environ.get("PYTHONPATH")]
+    names = Path(tempfile.mkdtemp())  # a checkout that is not installed: generators/ imports as ctbench_generators
+    (names / "ctbench_generators").symlink_to(REPO / "generators", target_is_directory=True)
+    path = [str(REPO), str(site) if site else None, os.environ.get("PYTHONPATH"), str(names)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
     log = out / f"{step.name}.log"
     print(f"== {step.name}: {' '.join(step.argv)} (limit {step.limit_s} s)", flush=True)
@@ -95,6 +99,7 @@ def run_step(step: Step, out: Path, site: Path | None = None) -> None:
         text = proc.communicate()[0]
         step.status = f"timed out after {step.limit_s} s"
     step.seconds = time.perf_counter() - t
+    shutil.rmtree(names)
     log.write_text(text)
     step.table = "\n".join(line for line in text.splitlines() if line.startswith(("|", "ctbench ", "device ",
                                                                                     "vqgan-ddpm on")))

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import yaml
 
-from ctbench.api import REGISTRY
+from ctbench.api import REGISTRY, plugin_errors
 from ctbench.evaluate import EvalOptions, evaluate
 from ctbench.record import read_record
 
 REFERENCE = "vqgan-ddpm"
-TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "vqgan_ddpm" / "tiny.yaml"
+REFERENCE_CONFIG = "tiny"
+"""The config the reference plugin ships (:meth:`~ctbench.api.Generator.config_files`) that the demo trains."""
 BASELINES = ("real-holdout", "mean-volume", "noise")
 
 
@@ -66,26 +67,29 @@ def enabling_command(reason: str) -> str | None:
 
 
 def _train_reference(prepared: Path, run_dir: Path, say) -> Path | None:
+    """Train the reference plugin's shipped tiny config into ``run_dir`` (or reuse its checkpoint there)."""
     status = REGISTRY.status(REFERENCE) if REFERENCE in REGISTRY.names() else None
     if status is None or status.cls is None:
         why = status.error if status else "not registered"
         say(f"reference model skipped: plugin {REFERENCE!r} not available ({why})")
         return None
-    if not TINY_CONFIG.is_file():
-        say(f"reference model skipped: {TINY_CONFIG} not found (run the demo from a source checkout)")
-        return None
     cls = status.cls
-    from generators.vqgan_ddpm.train import CHECKPOINT_NAME  # the reference plugin's own checkpoint name
-
-    ckpt = run_dir / CHECKPOINT_NAME
+    with plugin_errors(REFERENCE, "config_files"):
+        config_file = cls.config_files().get(REFERENCE_CONFIG)
+    if config_file is None:
+        say(f"reference model skipped: plugin {REFERENCE!r} ships no {REFERENCE_CONFIG!r} config")
+        return None
+    with plugin_errors(REFERENCE, "checkpoint_path"):
+        ckpt = Path(cls.checkpoint_path(run_dir))
     if ckpt.is_file():
         say(f"reference model: reusing {ckpt}")
         return ckpt
-    overrides = yaml.safe_load(TINY_CONFIG.read_text()) or {}
-    variant = overrides.pop("variant", None) or cls.default_variant()
-    say(f"training the tiny reference model ({TINY_CONFIG.name}) on the train split ...")
+    overrides = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    variant = overrides.pop("variant", None) or status.default_variant
+    say(f"training the tiny reference model ({config_file.name}) on the train split ...")
     t = time.perf_counter()
-    ckpt = Path(cls.train(cls.resolve_config(variant, overrides), prepared, run_dir, variant=variant))
+    with plugin_errors(REFERENCE, "train"):
+        ckpt = Path(cls.train(cls.resolve_config(variant, overrides), prepared, run_dir, variant=variant))
     say(f"  trained in {time.perf_counter() - t:.0f} s -> {ckpt}")
     return ckpt
 

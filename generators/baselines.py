@@ -17,16 +17,17 @@ import torch
 
 from ctbench.api import Generator, GeneratorInfo, LoadContext
 from ctbench.core.progress import progress_bar
+from ctbench.protocol import Protocol
 from ctbench.seeding import sample_generator, sample_seed
 
 VERSION = "1"
 
 
-def _split_cases(context: LoadContext | None, name: str, split: str) -> list:
+def _split_cases(context: LoadContext, name: str, split: str) -> list:
     """The prepared cases of ``split`` in the folder given by ``context``; errors name the generator and folder."""
     from ctbench.data.prepared import cases
 
-    if context is None or context.data_dir is None:
+    if context.data_dir is None:
         raise ValueError(f"generator {name!r} reads real volumes: pass a prepared folder (--data)")
     found = cases(Path(context.data_dir), split)
     if not found:
@@ -35,10 +36,12 @@ def _split_cases(context: LoadContext | None, name: str, split: str) -> list:
 
 
 class _Baseline(Generator):
-    def __init__(self, variant: str, config: dict[str, Any], overrides: dict[str, Any]):
+    def __init__(self, variant: str, config: dict[str, Any], overrides: dict[str, Any], protocol: Protocol):
         self.variant = variant
         self.config = config
         self.overrides = overrides
+        self.protocol = protocol
+        """The load context's protocol: samples are ``(n, *protocol.tensor_shape)``."""
 
     @classmethod
     def load(
@@ -53,11 +56,12 @@ class _Baseline(Generator):
         if checkpoint is not None:
             raise ValueError(f"generator {cls.name!r} needs no checkpoint (it is not trained), got {checkpoint}")
         variant = variant or cls.default_variant()
-        gen = cls(variant, cls.resolve_config(variant, overrides), overrides or {})
+        context = context or LoadContext()
+        gen = cls(variant, cls.resolve_config(variant, overrides), overrides or {}, context.protocol)
         gen._setup(context)
         return gen
 
-    def _setup(self, context: LoadContext | None) -> None:
+    def _setup(self, context: LoadContext) -> None:
         """Read real volumes at load time (the default reads none)."""
 
     def info(self) -> GeneratorInfo:
@@ -77,7 +81,7 @@ class RealHoldout(_Baseline):
     def variants(cls) -> dict[str, dict[str, Any]]:
         return {"test": {"split": "test"}, "train": {"split": "train"}}
 
-    def _setup(self, context: LoadContext | None) -> None:
+    def _setup(self, context: LoadContext) -> None:
         self.cases = _split_cases(context, self.name, self.config["split"])
 
     def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:
@@ -102,7 +106,7 @@ class GaussianNoise(_Baseline):
         return {"wide": {"std": 1.0}}
 
     def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:
-        shape = (1, 64, 128, 128)
+        shape = self.protocol.tensor_shape
         out = torch.empty((n, *shape))
         for k, i in enumerate(range(offset, offset + n)):
             out[k] = torch.randn(shape, generator=sample_generator(seed, i)) * self.config["std"] + self.config["mean"]
@@ -118,11 +122,11 @@ class MeanVolume(_Baseline):
     def default_config(cls) -> dict[str, Any]:
         return {"split": "train"}
 
-    def _setup(self, context: LoadContext | None) -> None:
+    def _setup(self, context: LoadContext) -> None:
         from ctbench.data.prepared import read_volume
 
         train = _split_cases(context, self.name, self.config["split"])
-        total = np.zeros((64, 128, 128), dtype=np.float64)
+        total = np.zeros(self.protocol.tensor_shape[1:], dtype=np.float64)
         for case in progress_bar(train, desc="mean-volume: averaging", unit="vol", leave=False):
             total += read_volume(case.path)
         self.mean = torch.from_numpy((total / len(train)).astype(np.float32))[None]

@@ -25,7 +25,7 @@ def demo(
 
     Offline and on CPU, in a few minutes. Example: ctbench demo --out demo-out
     """
-    from ctbench.api import UnknownNameError
+    from ctbench.api import PluginError, UnknownNameError
     from ctbench.data.batch import PrepareError
     from ctbench.demo import DemoError, enabling_command, run_demo
     from ctbench.evaluate import EvaluationError
@@ -45,7 +45,7 @@ def demo(
     except OSError as exc:
         where = exc.filename if exc.filename is not None else out
         raise click.ClickException(f"{where}: {exc.strerror or exc}") from exc
-    except (DemoError, PrepareError, EvaluationError, UnknownNameError, ValueError) as exc:
+    except (DemoError, PrepareError, EvaluationError, UnknownNameError, PluginError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("")
     click.echo(result.leaderboard["markdown"].read_text().split("\nSkipped metrics:")[0].strip())

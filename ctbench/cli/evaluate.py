@@ -79,7 +79,7 @@ def evaluate(**kw) -> None:
       torchrun --nproc-per-node 4 $(which ctbench) evaluate -g noise --data prepared/ --num-samples 1024
       ctbench evaluate --rerun results/noise-n16-s0-1a2b3c4d5e.json
     """
-    from ctbench.api import UnknownNameError
+    from ctbench.api import PluginError, UnknownNameError
     from ctbench.evaluate import EvaluationError, default_argv, rerun_options
     from ctbench.evaluate import evaluate as run
 
@@ -113,7 +113,7 @@ def evaluate(**kw) -> None:
         )
     try:
         path = run(opts, argv=default_argv())
-    except (UnknownNameError, EvaluationError, ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (UnknownNameError, PluginError, EvaluationError, ValueError, FileNotFoundError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if path is None:
         return
@@ -136,17 +136,18 @@ def evaluate(**kw) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def ls(as_json: bool) -> None:
-    """List generators (with variants and load errors) and metrics."""
+    """List generators (variants, shipped configs; broken plugins with the reason) and metrics."""
     from ctbench.api import REGISTRY
 
     gens = []
-    for st in REGISTRY.statuses():
+    for st in REGISTRY.statuses():  # each plugin imported and checked once; no plugin code runs here
         row = {"name": st.name, "target": st.target, "package": st.package, "version": st.package_version}
         if st.cls is None:
             row["error"] = st.error
         else:
-            row["variants"] = ["default", *st.cls.variants()]
-            row["trainable"] = bool(st.cls.trainable)
+            row["variants"] = st.variants
+            row["trainable"] = st.cls.trainable
+            row["configs"] = st.configs
         gens.append(row)
     metrics = _metric_rows()
     from ctbench.metrics import METRICS
@@ -159,18 +160,19 @@ def ls(as_json: bool) -> None:
     for g in gens:
         where = f"{g['package']} {g['version']}" if g["package"] else g["target"]
         if "error" in g:
-            click.echo(f"  {g['name']:<16} FAILED TO LOAD ({where}): {g['error']}")
+            click.echo(f"  {g['name']:<16} BROKEN ({where}): {g['error']}")
         else:
             train = ", trainable" if g["trainable"] else ""
-            click.echo(f"  {g['name']:<16} variants: {', '.join(g['variants'])}  [{where}{train}]")
+            configs = f", configs: {', '.join(g['configs'])}" if g["configs"] else ""
+            click.echo(f"  {g['name']:<16} variants: {', '.join(g['variants'])}  [{where}{train}{configs}]")
     click.echo("metrics:")
     for m in metrics:
-        keys = f"  keys: {', '.join(m['keys'])}" if "keys" in m else ""
-        click.echo(f"  {m['name']:<16} {m['status']}{keys}")
+        keys = f"[{', '.join(m['keys'])}] " if "keys" in m else ""
+        click.echo(f"  {m['name']:<16} {keys}{m['status']}")
     for entry in shadowed:
         click.echo(f"  ignored: plugin entry point {entry} takes a built-in metric's name", err=True)
     if any("error" in g for g in gens) or any(m["status"].startswith("broken") for m in metrics):
-        click.echo("(plugins that failed to load do not affect the others)", err=True)
+        click.echo("(broken plugins do not affect the others; `ctbench evaluate` refuses them)", err=True)
 
 
 def _metric_rows() -> list[dict]:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctbench.api import REGISTRY, LoadContext, check_samples, parse_spec
+from ctbench.api import REGISTRY, LoadContext, check_info, check_samples, parse_spec, plugin_errors
 from ctbench.core.hashing import file_sha256, json_sha256
 from ctbench.data.prepared import Manifest, from_hu
 from ctbench.evaluate.options import EvalOptions, EvaluationError
@@ -64,12 +64,13 @@ class SampleSource:
         opts = self.opts
         assert opts.generator is not None
         name, _ = parse_spec(opts.generator)
-        context = LoadContext(device=torch.device(opts.device), data_dir=manifest.root)
+        context = LoadContext(device=torch.device(opts.device), data_dir=manifest.root, protocol=self.protocol)
         ckpt = Path(opts.checkpoint) if opts.checkpoint else None
         if ckpt is not None and not ckpt.exists():
             raise EvaluationError(f"{ckpt}: checkpoint not found")
         self.generator = REGISTRY.load(opts.generator, ckpt, overrides=opts.overrides, context=context)
-        info = self.generator.info()
+        with plugin_errors(name, "info"):
+            info = check_info(self.generator.info(), name)
         st = REGISTRY.status(name)
         return {
             "source": "generator",
@@ -97,8 +98,10 @@ class SampleSource:
         """Samples ``indices`` as ``(len, 1, D, H, W)`` float32 in [-1, 1], validated."""
         if self.generator is None:
             return torch.from_numpy(np.stack([self._read(self.files[i]) for i in indices]))[:, None]
-        x = self.generator.sample(len(indices), self.opts.seed, offset=indices.start, batch_size=self.opts.batch_size)
-        return check_samples(x, len(indices), self.label, shape=self.protocol.tensor_shape)
+        opts = self.opts
+        with plugin_errors(self.label, "sample"):
+            x = self.generator.sample(len(indices), opts.seed, offset=indices.start, batch_size=opts.batch_size)
+        return check_samples(x, len(indices), self.label, self.protocol)
 
     def _read(self, path: Path) -> np.ndarray:
         import nibabel as nib

@@ -14,6 +14,8 @@ Sampling overrides (``sampling.sampler`` = ``ddim`` | ``ancestral``, ``sampling.
 from __future__ import annotations
 
 import os
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,11 +24,10 @@ import torch.nn.functional as F
 
 from ctbench.api import Generator, GeneratorInfo, LoadContext, deep_update
 from ctbench.core.hashing import file_sha256
-from ctbench.protocol import DEFAULT_PROTOCOL
 from ctbench.seeding import sample_generator
 
 from .build import build_sampler, build_unet, build_vqgan, latent_shape
-from .train import Runtime, load_checkpoint, precision_for, train
+from .train import CHECKPOINT_NAME, Runtime, load_checkpoint, precision_for, train
 from .variants import DEFAULT_VARIANT, VARIANTS, default_config, resolve_variant_config
 
 PLUGIN_VERSION = "1.0.0"
@@ -39,15 +40,16 @@ class VQGANDDPM(Generator):
     name: ClassVar[str] = "vqgan-ddpm"
     trainable: ClassVar[bool] = True
 
-    def __init__(self, state: dict[str, Any], config: dict[str, Any], overrides: dict[str, Any], device: torch.device,
+    def __init__(self, state: dict[str, Any], config: dict[str, Any], overrides: dict[str, Any], context: LoadContext,
                  checkpoint_sha256: str | None):
-        self.config, self.overrides, self.device = config, overrides, device
+        self.config, self.overrides = config, overrides
+        self.device, self.protocol = context.device, context.protocol
         self.variant = state["variant"]
         self.vqgan = build_vqgan(config)
         self.vqgan.load_state_dict(state["vqgan"]["model"])
         self.unet = build_unet(config)
         self.unet.load_state_dict(state["ddpm"]["ema"])
-        self.runtime = Runtime(device=device, **precision_for(config, device))
+        self.runtime = Runtime(device=self.device, **precision_for(config, self.device))
         self.runtime.prepare(self.vqgan).eval().requires_grad_(False)
         self.runtime.prepare(self.unet).eval().requires_grad_(False)
         self.latent_scale = float(state["ddpm"]["latent_scale"])
@@ -65,6 +67,13 @@ class VQGANDDPM(Generator):
     @classmethod
     def default_variant(cls) -> str:
         return DEFAULT_VARIANT
+
+    @classmethod
+    def config_files(cls) -> dict[str, Traversable]:
+        """The YAML files in this package's ``configs/``: ``tiny`` (toy size: CI, the demo), ``flare22`` (paper's)."""
+        folder = files(__package__) / "configs"
+        return {f.name.removesuffix(".yaml"): f for f in sorted(folder.iterdir(), key=lambda f: f.name)
+                if f.name.endswith(".yaml")}
 
     @classmethod
     def resolve_config(cls, variant: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -108,8 +117,7 @@ class VQGANDDPM(Generator):
             known = ", ".join(sorted(LOAD_OVERRIDES))
             raise ValueError(f"only {known} overrides apply to a trained vqgan-ddpm, got {sorted(overrides)}")
         config = deep_update(state["config"], overrides)
-        device = (context or LoadContext()).device
-        return cls(state, config, overrides, device, file_sha256(checkpoint))
+        return cls(state, config, overrides, context or LoadContext(), file_sha256(checkpoint))
 
     @classmethod
     def train(
@@ -124,11 +132,16 @@ class VQGANDDPM(Generator):
     ) -> Path:
         """Train ``stage`` (vqgan | ddpm | all; None = all) of a resolved config; returns the checkpoint.
 
-        See :func:`generators.vqgan_ddpm.train.train`.
+        See :func:`ctbench_generators.vqgan_ddpm.train.train`.
         """
         return train(
             config, data, out_dir, stage=stage or "all", resume=resume, variant=variant or DEFAULT_VARIANT
         ).checkpoint
+
+    @classmethod
+    def checkpoint_path(cls, out_dir: Path) -> Path:
+        """``out_dir/checkpoint.pt``: both stages, written atomically after each save (see :meth:`train`)."""
+        return Path(out_dir) / CHECKPOINT_NAME
 
     def _model(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with self.runtime.autocast():
@@ -136,14 +149,14 @@ class VQGANDDPM(Generator):
 
     @torch.no_grad()
     def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:
-        """Samples ``offset .. offset+n-1``: ``(n, 1, 64, 128, 128)`` float32 on the CPU in [-1, 1].
+        """Samples ``offset .. offset+n-1``: ``(n, 1, D, H, W)`` float32 on the CPU in [-1, 1].
 
-        Sample i's initial and per-step noise come from ``sample_generator(seed, i)``. Volumes decoded
-        at a smaller training size (``data.volume_shape``, e.g. 16×32×32 in the tiny config) are
-        upsampled trilinearly to the protocol shape.
+        ``(D, H, W)`` is the load context's protocol's (64×128×128 under flare22-v1). Sample i's initial
+        and per-step noise come from ``sample_generator(seed, i)``. Volumes decoded at another size
+        (``data.volume_shape``, e.g. 16×32×32 in the tiny config) are resized trilinearly to the protocol's.
         """
         bs = batch_size or self.config["sampling"]["batch_size"]
-        target = DEFAULT_PROTOCOL.tensor_shape[1:]
+        target = self._target_shape()
         shape = latent_shape(self.config)
         out = []
         for start in range(offset, offset + n, bs):
@@ -155,11 +168,15 @@ class VQGANDDPM(Generator):
             out.append(x.clamp(-1, 1).cpu())
         return torch.cat(out) if out else torch.empty((0, 1, *target))
 
+    def _target_shape(self) -> tuple[int, int, int]:
+        """``(D, H, W)`` of the protocol's volumes."""
+        return self.protocol.tensor_shape[1:]
+
     def info(self) -> GeneratorInfo:
         cfg = dict(self.config)
         cfg["output"] = {
             "decoded_shape": list(self.config["data"]["volume_shape"]),
-            "resize_to_protocol": "trilinear" if list(DEFAULT_PROTOCOL.tensor_shape[1:])
+            "resize_to_protocol": "trilinear" if list(self._target_shape())
             != list(self.config["data"]["volume_shape"]) else None,
         }
         params = sum(p.numel() for p in self.vqgan.parameters()) + sum(p.numel() for p in self.unet.parameters())

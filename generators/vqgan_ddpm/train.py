@@ -3,7 +3,7 @@
 One checkpoint file per run, ``RUN_DIR/checkpoint.pt``, rewritten atomically every
 ``checkpoint.save_every`` optimiser steps and at the end of each stage. It holds the resolved config,
 the variant, the ctbench version, each stage's step, model, optimiser (and EMA) states, the latent scale
-and the RNG states; :meth:`VQGANDDPM.load <generators.vqgan_ddpm.plugin.VQGANDDPM.load>` needs nothing else.
+and the RNG states; :meth:`VQGANDDPM.load <ctbench_generators.vqgan_ddpm.plugin.VQGANDDPM.load>` needs nothing else.
 
 Determinism: every random draw of step s on rank r (batch order, flips, slice picks, diffusion t and
 noise, codebook restarts) comes from a CPU generator seeded by (seed, stage, r, s), so a resumed run

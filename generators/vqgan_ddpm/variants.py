@@ -1,7 +1,7 @@
 """The reference generator's default config (the paper's settings) and its registered variants.
 
 This is the one place defaults live: the plugin, ``ctbench train`` and the YAML files under
-``configs/vqgan_ddpm/`` (which hold overrides of it) all start from :data:`DEFAULT_CONFIG`.
+``configs/`` beside it (which hold overrides of it) all start from :data:`DEFAULT_CONFIG`.
 
 Decisions written down here:
 

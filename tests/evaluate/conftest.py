@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-TOY_PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "ctbench-toy-plugin"
+PLUGINS_DIR = Path(__file__).resolve().parents[1] / "plugins"
+TOY_PLUGINS = [PLUGINS_DIR / "ctbench-toy-plugin", PLUGINS_DIR / "ctbench-broken-plugins"]
 
 
 @pytest.fixture(autouse=True)
@@ -26,16 +27,22 @@ def empty_weights_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
 
 @pytest.fixture(scope="session")
 def toy_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The toy third-party plugin built into a wheel and unpacked: a folder to put on ``sys.path``/``PYTHONPATH``."""
+    """The toy third-party plugin packages (tests/plugins/) built into wheels and unpacked into one folder.
+
+    Put it on ``sys.path``/``PYTHONPATH``: their entry points then show in ``importlib.metadata``.
+    """
     wheels = tmp_path_factory.mktemp("wheels")
-    src = tmp_path_factory.mktemp("toy-src") / TOY_PLUGIN.name  # build a copy: the source tree stays clean
-    shutil.copytree(TOY_PLUGIN, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    sources = tmp_path_factory.mktemp("toy-src")
+    for package in TOY_PLUGINS:  # build copies: the source tree stays clean
+        ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+        shutil.copytree(package, sources / package.name, ignore=ignore)
     pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)]
-    subprocess.run([*pip, str(src)], check=True, timeout=120)
-    (wheel,) = wheels.glob("ctbench_toy_plugin-*.whl")
+    subprocess.run([*pip, *(str(sources / p.name) for p in TOY_PLUGINS)], check=True, timeout=180)
     site = tmp_path_factory.mktemp("toy-site")
-    with zipfile.ZipFile(wheel) as zf:
-        zf.extractall(site)
+    for wheel in sorted(wheels.glob("*.whl")):
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extractall(site)
+    assert len(list(site.glob("*.dist-info"))) == len(TOY_PLUGINS)
     return site
 
 

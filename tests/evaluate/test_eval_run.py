@@ -16,7 +16,7 @@ from ctbench.core.distributed import shard
 from ctbench.data.prepared import load_manifest
 from ctbench.evaluate import EvalOptions, EvaluationError, evaluate, generated_hu_range, rerun_options
 from ctbench.record import read_record
-from generators.baselines import RealHoldout
+from ctbench_generators.baselines import RealHoldout
 
 WEIGHT_FREE = ["diversity", "intensity", "memorisation"]
 

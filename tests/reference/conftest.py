@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
 from ctbench.api import deep_update
-from generators.vqgan_ddpm.variants import VARIANTS, default_config
+from ctbench_generators.vqgan_ddpm.plugin import VQGANDDPM
+from ctbench_generators.vqgan_ddpm.variants import VARIANTS, default_config
 
-TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "vqgan_ddpm" / "tiny.yaml"
+TINY_YAML = VQGANDDPM.config_files()["tiny"]
 
 
 def _tiny_config(variant: str = "full", **overrides: object) -> dict:

@@ -6,8 +6,8 @@ import copy
 
 import torch
 
-from generators.vqgan_ddpm.build import build_diffusion, build_unet
-from generators.vqgan_ddpm.train import Runtime, ddpm_step
+from ctbench_generators.vqgan_ddpm.build import build_diffusion, build_unet
+from ctbench_generators.vqgan_ddpm.train import Runtime, ddpm_step
 
 
 def test_ddpm_step_accumulates_the_mean_gradient(tiny_config):

@@ -11,12 +11,14 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-import generators.vqgan_ddpm.train as train_module
+import ctbench_generators.vqgan_ddpm.train as train_module
 from ctbench.cli import main
+from ctbench.cli.train import find_config
 from ctbench.core.hashing import file_sha256
-from generators.vqgan_ddpm.train import load_checkpoint, train
+from ctbench_generators.vqgan_ddpm.plugin import VQGANDDPM
+from ctbench_generators.vqgan_ddpm.train import load_checkpoint, train
 
-TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "vqgan_ddpm" / "tiny.yaml"
+TINY_YAML = VQGANDDPM.config_files()["tiny"]
 
 
 def _short_tiny_yaml(tmp_path: Path, steps: int = 6, **extra: object) -> Path:
@@ -48,6 +50,9 @@ def test_c16_variant_trains_from_tiny_yaml_then_evaluates(prepared_dir, tmp_path
     assert "vqgan: already at step 6 of 6; nothing to train" in again.output
     assert "ddpm: already at step 6 of 6" in again.output
     assert file_sha256(out / "checkpoint.pt") == digest  # a finished run is left as it was
+    shipped = CliRunner().invoke(main, [*args[:3], "tiny", *args[4:], "--resume"])  # the plugin's own tiny.yaml
+    assert shipped.exit_code == 1
+    assert "differs from the checkpoint's in ddpm.scale_batches, vqgan.discriminator.start_step;" in shipped.output
 
     ev = ["evaluate", "-g", "vqgan-ddpm@c16", "--checkpoint", str(out / "checkpoint.pt"), "--data",
           str(prepared_dir), "--n", "2", "--metrics", "intensity", "--out", str(tmp_path / "results")]
@@ -112,3 +117,17 @@ def test_ctrl_c_inside_a_checkpoint_write_leaves_the_previous_one(tiny_config, t
     assert file_sha256(tmp_path / "checkpoint.pt") == before
     assert load_checkpoint(tmp_path / "checkpoint.pt")["vqgan"]["step"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_config_is_a_file_or_a_config_the_plugin_ships(prepared_dir, tmp_path, monkeypatch):
+    shipped = VQGANDDPM.config_files()
+    assert sorted(shipped) == ["flare22", "tiny"] and shipped["tiny"].name == "tiny.yaml"
+    assert find_config(VQGANDDPM, "flare22") == shipped["flare22"]
+    monkeypatch.chdir(tmp_path)
+    Path("tiny").write_text("variant: c8\n")  # a file of that name wins
+    assert find_config(VQGANDDPM, "tiny") == Path("tiny")
+    args = ["train", "vqgan-ddpm", "--config", "nope", "--data", str(prepared_dir), "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    ships = "nor a config 'vqgan-ddpm' ships (it ships: flare22, tiny)"
+    assert result.output == f"Error: --config nope: no such file, {ships}\n"

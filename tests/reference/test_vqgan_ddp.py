@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from generators.vqgan_ddpm.train import load_checkpoint, train
+from ctbench_generators.vqgan_ddpm.train import load_checkpoint, train
 
 
 def _free_port() -> int:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from generators.vqgan_ddpm.diffusion import GaussianDiffusion, make_betas
-from generators.vqgan_ddpm.samplers import AncestralSampler, DDIMSampler, make_sampler
+from ctbench_generators.vqgan_ddpm.diffusion import GaussianDiffusion, make_betas
+from ctbench_generators.vqgan_ddpm.samplers import AncestralSampler, DDIMSampler, make_sampler
 
 T = 50
 

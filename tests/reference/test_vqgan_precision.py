@@ -13,9 +13,9 @@ import copy
 import pytest
 import torch
 
-from generators.vqgan_ddpm.build import build_diffusion, build_discriminators, build_unet, build_vqgan
-from generators.vqgan_ddpm.samplers import DDIMSampler
-from generators.vqgan_ddpm.train import Runtime, ddpm_step, precision_for, vqgan_step
+from ctbench_generators.vqgan_ddpm.build import build_diffusion, build_discriminators, build_unet, build_vqgan
+from ctbench_generators.vqgan_ddpm.samplers import DDIMSampler
+from ctbench_generators.vqgan_ddpm.train import Runtime, ddpm_step, precision_for, vqgan_step
 
 FP32 = Runtime()
 BF16 = Runtime(bf16=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from generators.vqgan_ddpm.vqgan import EMAQuantizer
+from ctbench_generators.vqgan_ddpm.vqgan import EMAQuantizer
 
 
 def _quantizer(**kw) -> EMAQuantizer:

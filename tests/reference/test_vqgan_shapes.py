@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
 
 from ctbench.api import REGISTRY, deep_update
-from generators.vqgan_ddpm.build import build_discriminators, build_sampler, build_unet, build_vqgan, latent_shape
-from generators.vqgan_ddpm.discriminators import random_axial_slices
-from generators.vqgan_ddpm.plugin import VQGANDDPM
-from generators.vqgan_ddpm.variants import VARIANTS, check_config, default_config, flatten_config
+from ctbench_generators.vqgan_ddpm.build import (
+    build_discriminators,
+    build_sampler,
+    build_unet,
+    build_vqgan,
+    latent_shape,
+)
+from ctbench_generators.vqgan_ddpm.discriminators import random_axial_slices
+from ctbench_generators.vqgan_ddpm.plugin import VQGANDDPM
+from ctbench_generators.vqgan_ddpm.variants import VARIANTS, check_config, default_config, flatten_config
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "vqgan_ddpm"
+CONFIGS = VQGANDDPM.config_files()
 SMALL = {
     "data": {"volume_shape": [32, 64, 64]},
     "vqgan": {"base_channels": 4, "codebook_size": 64, "n_res_blocks": 1, "discriminator": {"channels": 4}},
@@ -76,12 +80,12 @@ def test_paper_size_latent_is_8x16x32x32():
 
 
 def test_flare22_yaml_spells_out_exactly_the_default_config():
-    data = yaml.safe_load((CONFIGS / "flare22.yaml").read_text())
+    data = yaml.safe_load(CONFIGS["flare22"].read_text())
     assert data == default_config()
 
 
 def test_tiny_yaml_is_valid_and_small():
-    data = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
+    data = yaml.safe_load(CONFIGS["tiny"].read_text())
     check_config(data)
     cfg = VQGANDDPM.resolve_config(None, data)
     assert cfg["data"]["volume_shape"] == [16, 32, 32]
@@ -104,9 +108,9 @@ def test_registered_as_trainable_plugin_with_its_variants():
     assert cls.default_variant() == "full"
 
 
-@pytest.mark.parametrize("config_file", ["flare22.yaml", "tiny.yaml"])
+@pytest.mark.parametrize("config_file", ["flare22", "tiny"])
 def test_variant_keys_win_over_a_config_file_that_spells_out_defaults(config_file):
-    data = yaml.safe_load((CONFIGS / config_file).read_text())
+    data = yaml.safe_load(CONFIGS[config_file].read_text())
     file_only = flatten_config(deep_update(default_config(), data))
     for variant in VARIANTS:
         keys = flatten_config(VARIANTS[variant])

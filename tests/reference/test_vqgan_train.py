@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,15 +11,16 @@ import torch.nn.functional as F
 import yaml
 from click.testing import CliRunner
 
-from ctbench.api import REGISTRY, check_samples
+from ctbench.api import REGISTRY, LoadContext, check_samples
 from ctbench.cli import main
 from ctbench.data.dataset import PreparedDataset
-from generators.vqgan_ddpm.build import build_vqgan
-from generators.vqgan_ddpm.plugin import VQGANDDPM
-from generators.vqgan_ddpm.train import VolumeBatches, load_checkpoint, train
-from generators.vqgan_ddpm.variants import default_config
+from ctbench.protocol import DEFAULT_PROTOCOL
+from ctbench_generators.vqgan_ddpm.build import build_vqgan
+from ctbench_generators.vqgan_ddpm.plugin import VQGANDDPM
+from ctbench_generators.vqgan_ddpm.train import VolumeBatches, load_checkpoint, train
+from ctbench_generators.vqgan_ddpm.variants import default_config
 
-TINY_YAML = Path(__file__).resolve().parents[2] / "configs" / "vqgan_ddpm" / "tiny.yaml"
+TINY_YAML = VQGANDDPM.config_files()["tiny"]
 
 
 def _steps(tiny_config, vq: int, dd: int) -> dict:
@@ -116,6 +117,10 @@ def test_train_command_on_prepared_folder_then_sample(prepared_dir, tmp_path):
     assert torch.allclose(x, one_by_one, atol=1e-5)
     assert torch.allclose(gen.sample(1, seed=7, offset=2), x[2:], atol=1e-5)
     assert not torch.allclose(gen.sample(1, seed=8), x[:1], atol=1e-3)
+    at_decoded = LoadContext(protocol=dataclasses.replace(DEFAULT_PROTOCOL, output_shape=(32, 32, 16)))  # (x, y, z)
+    small = REGISTRY.load("vqgan-ddpm", out / "checkpoint.pt", context=at_decoded)
+    assert small.info().config["output"]["resize_to_protocol"] is None  # the protocol's shape is the decoded one
+    assert check_samples(small.sample(1, seed=7), 1, "vqgan-ddpm", at_decoded.protocol).shape == (1, 1, 16, 32, 32)
     full_chain = {"sampling": {"sampler": "ancestral", "steps": None}}
     ancestral = REGISTRY.load("vqgan-ddpm", out / "checkpoint.pt", overrides=full_chain)
     assert ancestral.sampler.diffusion.num_timesteps == 100  # all T steps
