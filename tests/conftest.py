@@ -104,23 +104,27 @@ def inception_weights(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def wheel_site():
-    """Build a test plugin project into a wheel and unpack it: returns a folder for ``PYTHONPATH``.
-
-    The project is copied first so its source folder stays clean; ``wheel_site(project_dir, tmp_path_factory)``.
-    """
-
-    def build(project: Path, factory: pytest.TempPathFactory) -> Path:
-        wheels = factory.mktemp("wheels")
-        src = factory.mktemp("src") / project.name
-        shutil.copytree(project, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-        pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)]
-        subprocess.run([*pip, str(src)], check=True, timeout=120)
-        (wheel,) = wheels.glob("*.whl")
-        site = factory.mktemp("site")
+def _build_wheel_site(factory: pytest.TempPathFactory, *projects: Path) -> Path:
+    wheels = factory.mktemp("wheels")
+    sources = factory.mktemp("src")
+    for project in projects:
+        ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+        shutil.copytree(project, sources / project.name, ignore=ignore)
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)]
+    subprocess.run([*pip, *(str(sources / p.name) for p in projects)], check=True, timeout=180)
+    site = factory.mktemp("site")
+    for wheel in sorted(wheels.glob("*.whl")):
         with zipfile.ZipFile(wheel) as zf:
             zf.extractall(site)
-        return site
+    assert len(list(site.glob("*.dist-info"))) == len(projects)
+    return site
 
-    return build
+
+@pytest.fixture(scope="session")
+def build_wheel_site():
+    """``build_wheel_site(tmp_path_factory, *project_dirs)``: build test plugin projects (tests/plugins/) into
+    wheels and unpack them into one folder for ``sys.path``/``PYTHONPATH``; returns that folder.
+
+    Copies are built, so the source folders stay clean; their entry points then show in ``importlib.metadata``.
+    """
+    return _build_wheel_site

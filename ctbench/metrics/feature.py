@@ -51,11 +51,20 @@ _COMPARED = ("metric", "metric_version", "extractor", "weights_sha256", "preproc
 class FeatureAccumulator(Accumulator):
     """Feeds batches of volumes through a metric's extractor into grouped statistics."""
 
-    def __init__(self, metric: FeatureMetric, extractor: Any, groups: int, provenance: dict[str, Any]):
+    def __init__(
+        self,
+        metric: FeatureMetric,
+        extractor: Any,
+        groups: int,
+        provenance: dict[str, Any],
+        start: FeatureSetStats | None = None,
+    ):
+        """``start``: statistics to continue from (an interrupted reference computation); else empty ones."""
         self.metric = metric
         self.extractor = extractor
-        self.stats = FeatureSetStats({s: GroupedStats(metric.dim, groups) for s in metric.streams}, 0, provenance)
-        self._next_index = 0
+        empty = FeatureSetStats({s: GroupedStats(metric.dim, groups) for s in metric.streams}, 0, provenance)
+        self.stats = empty if start is None else start
+        self._next_index = self.stats.n_volumes
 
     def update(
         self,
@@ -201,20 +210,20 @@ class FeatureMetric(Metric):
         cases = manifest.select(split)
         if not cases:
             raise ValueError(f"{Path(manifest.root) / 'manifest.json'}: no finished cases in split {split!r}")
-        acc = self.statistics_accumulator(device, batch_size, unverified_ok, groups=1)
-        acc.stats.provenance["cache_fields"] = fields
         rank, world = rank_and_world()
         resumable = cache and world == 1  # ranks would race on one progress file
-        if resumable and (partial := load_partial(self.name, fields)) is not None:
-            acc.stats = partial  # resume: the first n_volumes cases (sorted by id) are in it
+        partial = load_partial(self.name, fields) if resumable else None  # the first n_volumes cases (by id)
+        extractor = self.build_extractor(weights, device, batch_size)
+        provenance = {**self.provenance(weights), "cache_fields": fields}
+        acc = FeatureAccumulator(self, extractor, 1, provenance, start=partial)
         last_save = time.monotonic()
-        starts = range(acc.stats.n_volumes, len(cases), REFERENCE_BATCH)[rank::world]  # this rank's batches
+        starts = range(acc.result().n_volumes, len(cases), REFERENCE_BATCH)[rank::world]  # this rank's batches
         for start in progress_bar(starts, desc=f"{self.name} reference ({split})", unit="batch", enabled=rank == 0):
             chunk = cases[start : start + REFERENCE_BATCH]
             vols = torch.stack([torch.from_numpy(read_volume(c.path))[None] for c in chunk])
             acc.update(vols, indices=range(start, start + len(chunk)))
             if resumable and time.monotonic() - last_save >= SAVE_PROGRESS_EVERY_S and start + len(chunk) < len(cases):
-                acc.stats.save(partial_path(self.name, fields))
+                acc.result().save(partial_path(self.name, fields))
                 last_save = time.monotonic()
         stats = acc.result()
         if world > 1:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import copy
-import shutil
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -26,24 +22,12 @@ def empty_weights_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
 
 
 @pytest.fixture(scope="session")
-def toy_plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def toy_plugin_path(tmp_path_factory: pytest.TempPathFactory, build_wheel_site) -> Path:
     """The toy third-party plugin packages (tests/plugins/) built into wheels and unpacked into one folder.
 
     Put it on ``sys.path``/``PYTHONPATH``: their entry points then show in ``importlib.metadata``.
     """
-    wheels = tmp_path_factory.mktemp("wheels")
-    sources = tmp_path_factory.mktemp("toy-src")
-    for package in TOY_PLUGINS:  # build copies: the source tree stays clean
-        ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
-        shutil.copytree(package, sources / package.name, ignore=ignore)
-    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)]
-    subprocess.run([*pip, *(str(sources / p.name) for p in TOY_PLUGINS)], check=True, timeout=180)
-    site = tmp_path_factory.mktemp("toy-site")
-    for wheel in sorted(wheels.glob("*.whl")):
-        with zipfile.ZipFile(wheel) as zf:
-            zf.extractall(site)
-    assert len(list(site.glob("*.dist-info"))) == len(TOY_PLUGINS)
-    return site
+    return build_wheel_site(tmp_path_factory, *TOY_PLUGINS)
 
 
 def _make_record(

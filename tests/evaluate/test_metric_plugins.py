@@ -19,8 +19,8 @@ TOY_METRIC = Path(__file__).resolve().parents[1] / "plugins" / "ctbench-toy-metr
 
 
 @pytest.fixture(scope="module")
-def toy_metric_path(tmp_path_factory: pytest.TempPathFactory, wheel_site) -> Path:
-    return wheel_site(TOY_METRIC, tmp_path_factory)
+def toy_metric_path(tmp_path_factory: pytest.TempPathFactory, build_wheel_site) -> Path:
+    return build_wheel_site(tmp_path_factory, TOY_METRIC)
 
 
 def _run(args: list[str], site: Path) -> subprocess.CompletedProcess:

@@ -202,7 +202,7 @@ def test_evaluate_loads_plugins_with_the_manifests_protocol(prepared_dir, tmp_pa
 
     reg = Registry()
     reg.register(Recording)
-    monkeypatch.setattr("ctbench.evaluate.REGISTRY", reg)
+    monkeypatch.setattr("ctbench.evaluate.sources.REGISTRY", reg)
     args = ["evaluate", "-g", "recording", "--data", str(prepared_dir), "--n", "2", "--metrics", "intensity",
             "--out", str(tmp_path)]
     r = CliRunner().invoke(main, args)
@@ -293,7 +293,7 @@ def test_plugin_code_that_breaks_while_evaluating_is_one_error_line(
     spec, error, toy_plugin_path, prepared_dir, tmp_path, monkeypatch
 ):
     monkeypatch.syspath_prepend(str(toy_plugin_path))
-    monkeypatch.setattr("ctbench.evaluate.REGISTRY", Registry())
+    monkeypatch.setattr("ctbench.evaluate.sources.REGISTRY", Registry())
     args = ["evaluate", "-g", spec, "--data", str(prepared_dir), "--n", "2", "--metrics", "intensity",
             "--out", str(tmp_path)]
     r = CliRunner().invoke(main, args)
