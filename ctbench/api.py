@@ -21,13 +21,11 @@ held to by ``ctbench evaluate``.
 from __future__ import annotations
 
 import copy
-import difflib
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -35,6 +33,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 
 from ctbench.core.hashing import json_sha256
+from ctbench.core.plugins import UnknownNameError, distribution_of, group_entry_points
 from ctbench.protocol import DEFAULT_PROTOCOL, Protocol
 
 ENTRY_POINT_GROUP = "ctbench.generators"
@@ -179,18 +178,6 @@ class Generator(ABC):
     @abstractmethod
     def info(self) -> GeneratorInfo:
         """Name, variant, version, resolved config and parameter count."""
-
-
-class UnknownNameError(KeyError):
-    """An unknown generator or variant; the message lists the closest known names."""
-
-    def __init__(self, name: str, known: list[str], kind: str = "generator"):
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        super().__init__(f"unknown {kind} {name!r}.{hint} Known: {', '.join(sorted(known)) or 'none'}")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class BadSamplesError(ValueError):
@@ -398,7 +385,7 @@ class Registry:
         return cls
 
     def _entry_points(self) -> dict[str, Any]:
-        return {ep.name: ep for ep in entry_points(group=self.group)}
+        return group_entry_points(self.group)
 
     def names(self) -> list[str]:
         """All registered generator names, loaded or not, broken or not."""
@@ -411,15 +398,10 @@ class Registry:
         if name not in self._cache:
             eps = self._entry_points()
             if name not in eps:
-                raise UnknownNameError(name, self.names())
+                raise UnknownNameError(name, sorted(self.names()))
             ep = eps[name]
-            dist = getattr(ep, "dist", None)
-            st = PluginStatus(
-                name,
-                ep.value,
-                package=dist.metadata["Name"] if dist else None,
-                package_version=dist.version if dist else None,
-            )
+            package, version = distribution_of(ep)
+            st = PluginStatus(name, ep.value, package=package, package_version=version)
             try:  # a broken plugin must not take the others down
                 obj = ep.load()
             except Exception as exc:

@@ -19,6 +19,7 @@ from ctbench.core.distributed import init_distributed, shard
 from ctbench.core.environment import environment
 from ctbench.core.errors import MetricUnavailable
 from ctbench.core.hashing import json_sha256
+from ctbench.core.plugins import UnknownNameError
 from ctbench.data.prepared import Manifest, load_manifest
 from ctbench.data.streaming import case_batches
 from ctbench.evaluate.figures import montage
@@ -27,7 +28,7 @@ from ctbench.evaluate.sources import SampleSource, generated_hu_range
 from ctbench.evaluate.streams import Streams, sample_into
 from ctbench.metrics.base import MetricValue
 from ctbench.metrics.contract import Accumulator, KeepFirst, Metric, RunContext
-from ctbench.metrics.registry import METRICS, BrokenMetricError, UnknownMetricError
+from ctbench.metrics.registry import METRICS, BrokenMetricError
 from ctbench.protocol import get_protocol
 from ctbench.record import build_record, write_record
 
@@ -49,7 +50,7 @@ def plan_metrics(opts: EvalOptions) -> tuple[dict[str, Metric], dict[str, str]]:
         try:
             metric = METRICS.create(name, **opts.options_for(name))
             metric.check_ready(unverified_ok=opts.unverified_weights)
-        except UnknownMetricError as exc:
+        except UnknownNameError as exc:
             raise EvaluationError(str(exc)) from None
         except (MetricUnavailable, BrokenMetricError) as exc:
             if named:

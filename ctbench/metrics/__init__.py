@@ -12,7 +12,7 @@ from __future__ import annotations
 from ctbench.core.errors import MetricUnavailable
 from ctbench.metrics.base import MetricValue
 from ctbench.metrics.contract import Accumulator, Key, Metric, RunContext
-from ctbench.metrics.registry import METRICS, BrokenMetricError, UnknownMetricError, get_metric, list_metrics
+from ctbench.metrics.registry import METRICS, BrokenMetricError, get_metric, list_metrics
 
 __all__ = [
     "METRICS",
@@ -23,7 +23,6 @@ __all__ = [
     "MetricUnavailable",
     "MetricValue",
     "RunContext",
-    "UnknownMetricError",
     "get_metric",
     "list_metrics",
 ]

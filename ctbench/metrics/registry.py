@@ -12,13 +12,13 @@ and never takes the others down. Built-in names cannot be taken over by a plugin
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
 from ctbench.core.errors import CtbenchError
+from ctbench.core.plugins import UnknownNameError, distribution_of, group_entry_points
 from ctbench.metrics.contract import Key, Metric
 
 ENTRY_POINT_GROUP = "ctbench.metrics"
@@ -31,18 +31,6 @@ BUILTIN: dict[str, str] = {
     "memorisation": "ctbench.metrics.memorisation:Memorisation",
 }
 """Name → ``module:Class`` of ctbench's own metrics, in the order records and boards show them."""
-
-
-class UnknownMetricError(CtbenchError, KeyError):
-    """An unknown metric name; the message lists the closest known names."""
-
-    def __init__(self, name: str, known: list[str]):
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        super().__init__(f"unknown metric {name!r}.{hint} Known: {', '.join(known) or 'none'}")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class BrokenMetricError(CtbenchError, RuntimeError):
@@ -106,7 +94,7 @@ class MetricRegistry:
         self._cache.pop(name, None)
 
     def _entry_points(self) -> dict[str, Any]:
-        return {ep.name: ep for ep in entry_points(group=self.group) if ep.name not in BUILTIN}
+        return {name: ep for name, ep in group_entry_points(self.group).items() if name not in BUILTIN}
 
     def shadowed(self) -> list[str]:
         """Entry points that claim a built-in metric's name (ignored), as ``name (target)``."""
@@ -129,15 +117,10 @@ class MetricRegistry:
         else:
             eps = self._entry_points()
             if name not in eps:
-                raise UnknownMetricError(name, self.names())
+                raise UnknownNameError(name, self.names(), kind="metric")
             ep = eps[name]
-            dist = getattr(ep, "dist", None)
-            st = MetricStatus(
-                name,
-                ep.value,
-                package=dist.metadata["Name"] if dist else None,
-                package_version=dist.version if dist else None,
-            )
+            package, version = distribution_of(ep)
+            st = MetricStatus(name, ep.value, package=package, package_version=version)
             try:
                 loaded = ep.load()
             except Exception as exc:  # a broken plugin must not take the others down
@@ -155,7 +138,7 @@ class MetricRegistry:
         return [self.status(n) for n in self.names()]
 
     def get(self, name: str) -> type[Metric]:
-        """The class of metric ``name``; :class:`UnknownMetricError` or :class:`BrokenMetricError`."""
+        """The class of metric ``name``; :class:`UnknownNameError` or :class:`BrokenMetricError`."""
         st = self.status(name)
         if st.cls is None:
             raise BrokenMetricError(f"metric plugin {name!r} ({st.target}) cannot be used: {st.error}")

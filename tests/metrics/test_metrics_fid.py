@@ -30,14 +30,15 @@ def _accumulate(metric, batches):
 
 
 def test_registry_and_keys():
-    from ctbench.metrics import UnknownMetricError, list_metrics
+    from ctbench.core.plugins import UnknownNameError
+    from ctbench.metrics import list_metrics
 
     assert list_metrics()[:5] == ["fid", "fvd", "intensity", "diversity", "memorisation"]
     m = get_metric("fid")
     assert m.key_names() == ("fid_mean", "fid_xy", "fid_xz", "fid_yz") and m.version == "1"
     assert [k.direction for k in m.keys] == ["lower"] * 4 and m.keys[0].rank == 1
     assert m.weights == ("inception-v3-compat",)
-    with pytest.raises(UnknownMetricError, match="Did you mean: .*fid"):
+    with pytest.raises(UnknownNameError, match="Did you mean: .*fid"):
         get_metric("fdi")
     with pytest.raises(ValueError, match="bad options"):
         get_metric("fid", slices="body")
