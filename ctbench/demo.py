@@ -54,11 +54,16 @@ class DemoOptions:
 
 @dataclass
 class DemoResult:
+    """What a demo run made: one record per evaluated generator and the leaderboard built from them."""
+
     records: list[Path]
+    """The result records, in the order they were evaluated."""
     leaderboard: dict[str, Path]
+    """The leaderboard's files by name, as :func:`ctbench.leaderboard.build` returns them."""
     skipped: dict[str, str]
     """Feature metric → the reason it was skipped (same on every run of the demo)."""
     notes: list[str]
+    """Steps the demo could not do (e.g. the reference model when its plugin is missing)."""
 
 
 def enabling_command(reason: str) -> str | None:

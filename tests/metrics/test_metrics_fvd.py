@@ -56,6 +56,7 @@ def test_fvd_score_sharding_and_interval(i3d_standin, volumes):
         np.testing.assert_allclose(a.outer, b.outer, rtol=1e-5)
     with pytest.warns(UserWarning, match="only 6 samples for 400-d"):
         same = fvd.frechet(real, real)["fvd"]
+    with pytest.warns(UserWarning, match="only 6 samples for 400-d"):
         diff = fvd.frechet(fake, real)["fvd"]
     assert same.value < 1e-6 * diff.value
     assert diff.n == 6 and diff.extractor == "i3d-kinetics-400" and diff.verified is False
