@@ -47,6 +47,7 @@ def installed_inception(inception_weights, weights_cache):
     return import_weights(inception_weights, "inception-v3-compat", unverified_ok=True)
 
 
+@pytest.mark.requires_tensorflow
 def test_feature_metric_with_unverified_weights_is_recorded_and_unranked(prepared_dir, tmp_path, installed_i3d):
     base = dict(
         data=str(prepared_dir), generator="noise", n=4, seed=0, out=str(tmp_path / "r"), metrics=["fvd", "intensity"],

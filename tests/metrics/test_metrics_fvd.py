@@ -11,6 +11,8 @@ import torch
 from ctbench.metrics import MetricUnavailable, get_metric
 from ctbench.weights import I3D_HANDLE, import_weights, resolve, tfhub_module_dir
 
+pytestmark = pytest.mark.requires_tensorflow
+
 
 def test_standin_loads_by_path_and_through_tfhub_cache_with_the_real_handle(i3d_standin, volumes, private_cache):
     from ctbench.extractors.i3d import I3DFeatures
