@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   installs into .venv and runs the offline demo (no downloads, no GPU)
-#   make test   installs into .venv and runs lint + the whole test suite
+#   make test   installs into .venv and runs lint (ruff, mypy) + the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

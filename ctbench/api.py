@@ -22,19 +22,25 @@ from __future__ import annotations
 
 import copy
 import inspect
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 
 from ctbench.core.hashing import json_sha256
-from ctbench.core.plugins import UnknownNameError, distribution_of, group_entry_points
+from ctbench.core.plugins import UnknownNameError as UnknownNameError  # re-exported: part of the plugin API
+from ctbench.core.plugins import distribution_of, group_entry_points
 from ctbench.protocol import DEFAULT_PROTOCOL, Protocol
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # Python 3.10 has it in importlib.abc only
+    from importlib.abc import Traversable
 
 ENTRY_POINT_GROUP = "ctbench.generators"
 
@@ -231,9 +237,10 @@ def plugin_errors(generator: str, call: str, expected: tuple[type[Exception], ..
     a plugin reports a user error (no checkpoint, a bad override): they pass unchanged, as do PluginError and
     the caller's ``expected`` exceptions. ``KeyboardInterrupt`` is not an ``Exception`` and passes too.
     """
+    passed: tuple[type[Exception], ...] = (ValueError, UnknownNameError, PluginError, *expected)
     try:
         yield
-    except (ValueError, UnknownNameError, PluginError, *expected):
+    except passed:
         raise
     except Exception as exc:
         raise PluginError(f"generator {generator!r}: {call}() raised {type(exc).__name__}: {exc}") from exc

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,11 +54,16 @@ class DemoOptions:
 
 @dataclass
 class DemoResult:
+    """What a demo run made: one record per evaluated generator and the leaderboard built from them."""
+
     records: list[Path]
+    """The result records, in the order they were evaluated."""
     leaderboard: dict[str, Path]
+    """The leaderboard's files by name, as :func:`ctbench.leaderboard.build` returns them."""
     skipped: dict[str, str]
     """Feature metric → the reason it was skipped (same on every run of the demo)."""
     notes: list[str]
+    """Steps the demo could not do (e.g. the reference model when its plugin is missing)."""
 
 
 def enabling_command(reason: str) -> str | None:
@@ -66,7 +72,7 @@ def enabling_command(reason: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _train_reference(prepared: Path, run_dir: Path, say) -> Path | None:
+def _train_reference(prepared: Path, run_dir: Path, say: Callable[[str], object]) -> Path | None:
     """Train the reference plugin's shipped tiny config into ``run_dir`` (or reuse its checkpoint there)."""
     status = REGISTRY.status(REFERENCE) if REFERENCE in REGISTRY.names() else None
     if status is None or status.cls is None:
@@ -94,7 +100,7 @@ def _train_reference(prepared: Path, run_dir: Path, say) -> Path | None:
     return ckpt
 
 
-def run_demo(opts: DemoOptions, say=print) -> DemoResult:
+def run_demo(opts: DemoOptions, say: Callable[[str], object] = print) -> DemoResult:
     """Run the whole demo into ``opts.out``; ``say`` receives one line per step."""
     from ctbench.data.batch import prepare
     from ctbench.data.prepared import load_manifest
@@ -137,13 +143,14 @@ def run_demo(opts: DemoOptions, say=print) -> DemoResult:
     reference = max(sizes, key=lambda s: (sizes[s], s == "test"))
     holdout = "val" if reference == "test" else "test"
     say(f"  reference split {reference!r} ({sizes[reference]} cases), real-holdout from {holdout!r} ({sizes[holdout]})")
-    records, skipped = [], {}
-    for spec, ckpt in runs:
+    records: list[Path] = []
+    skipped: dict[str, str] = {}
+    for spec, checkpoint in runs:
         path = evaluate(
             EvalOptions(
                 data=str(prepared),
                 generator=spec,
-                checkpoint=ckpt,
+                checkpoint=checkpoint,
                 overrides={"split": holdout} if spec == "real-holdout" else {},
                 # real-holdout never repeats a volume: at most as many samples as its split has cases
                 n=min(opts.samples, sizes[holdout]) if spec == "real-holdout" else opts.samples,
@@ -153,6 +160,7 @@ def run_demo(opts: DemoOptions, say=print) -> DemoResult:
             ),
             argv=None,
         )
+        assert path is not None  # one process: it is rank 0, which returns the record
         rec = read_record(path)
         skipped.update(rec["skipped"])
         records.append(path)

@@ -62,9 +62,8 @@ class Protocol:
     @property
     def output_spacing_mm(self) -> tuple[float, float, float]:
         """True voxel size (x, y, z) of a prepared volume: crop extent / output shape, mm."""
-        return tuple(
-            s * c / o for s, c, o in zip(self.spacing_mm, self.crop_shape, self.output_shape, strict=True)
-        )
+        x, y, z = (s * c / o for s, c, o in zip(self.spacing_mm, self.crop_shape, self.output_shape, strict=True))
+        return x, y, z
 
     @property
     def tensor_shape(self) -> tuple[int, int, int, int]:

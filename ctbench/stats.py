@@ -166,10 +166,10 @@ class FeatureSetStats:
             for s in stats.groups:
                 flat = torch.from_numpy(np.concatenate([[float(s.count)], s.total, s.outer.ravel()])).to(device)
                 dist.all_reduce(flat, group=group)
-                flat = flat.cpu().numpy()
-                s.count = int(round(flat[0]))
-                s.total = flat[1 : 1 + s.dim].copy()
-                s.outer = flat[1 + s.dim :].reshape(s.dim, s.dim).copy()
+                summed = flat.cpu().numpy()
+                s.count = int(round(summed[0]))
+                s.total = summed[1 : 1 + s.dim].copy()
+                s.outer = summed[1 + s.dim :].reshape(s.dim, s.dim).copy()
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Every stream's grouped statistics as arrays, plus ``meta.json`` (volumes, provenance, streams)."""

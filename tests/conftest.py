@@ -1,8 +1,10 @@
 """Shared fixtures: a small prepared folder (synthetic phantoms), the real scans beside the project, and a tiny
-stand-in for the I3D network (FVD) that TensorFlow saves on the spot."""
+stand-in for the I3D network (FVD) that TensorFlow saves on the spot. Tests marked ``requires_tensorflow`` skip,
+with the reason, where TensorFlow or tensorflow-hub (the ``fvd`` extra) is not installed."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,27 @@ import pytest
 REAL_CT_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-ct"
 PREPARED_N = 8
 PREPARED_SEED = 0
+
+
+def _tensorflow_missing() -> str | None:
+    """Why FVD tests cannot run here, or None. Looks for the packages without importing them: TensorFlow must
+    be imported after triton (see ``ctbench.extractors.i3d.import_tensorflow``), which ``importorskip`` would not do."""
+    missing = [name for name in ("tensorflow", "tensorflow_hub") if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return f"needs TensorFlow: {' and '.join(missing)} not installed (the fvd extra: pip install 'ctbench[fvd]')"
+
+
+TENSORFLOW_MISSING = _tensorflow_missing()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests marked ``requires_tensorflow`` when TensorFlow or tensorflow-hub is not installed."""
+    if TENSORFLOW_MISSING is None:
+        return
+    for item in items:
+        if item.get_closest_marker("requires_tensorflow") is not None:
+            item.add_marker(pytest.mark.skip(reason=TENSORFLOW_MISSING))
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +100,12 @@ def make_i3d_standin(path: Path, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="session")
 def i3d_standin(tmp_path_factory) -> Path:
-    """A SavedModel folder with I3D's signature (see :func:`make_i3d_standin`); not imported into any cache."""
+    """A SavedModel folder with I3D's signature (see :func:`make_i3d_standin`); not imported into any cache.
+
+    Skips where TensorFlow is missing, so that a test using it without the ``requires_tensorflow`` mark skips too.
+    """
+    if TENSORFLOW_MISSING is not None:
+        pytest.skip(TENSORFLOW_MISSING)
     return make_i3d_standin(tmp_path_factory.mktemp("i3d") / "i3d-standin")
 
 

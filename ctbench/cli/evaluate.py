@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 import yaml
@@ -69,7 +70,7 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--no-cache", is_flag=True, help="Recompute reference statistics and the training index.")
 @click.option("--force", is_flag=True, help="Evaluate again even if OUT already holds this run's record.")
 @click.option("--rerun", type=click.Path(exists=True, dir_okay=False), help="Repeat the run a record describes.")
-def evaluate(**kw) -> None:
+def evaluate(**kw: Any) -> None:
     """Sample a generator (or read --samples), compute the metrics, write one JSON result record.
 
     \b
@@ -139,9 +140,9 @@ def ls(as_json: bool) -> None:
     """List generators (variants, shipped configs; broken plugins with the reason) and metrics."""
     from ctbench.api import REGISTRY
 
-    gens = []
+    gens: list[dict[str, Any]] = []
     for st in REGISTRY.statuses():  # each plugin imported and checked once; no plugin code runs here
-        row = {"name": st.name, "target": st.target, "package": st.package, "version": st.package_version}
+        row: dict = {"name": st.name, "target": st.target, "package": st.package, "version": st.package_version}
         if st.cls is None:
             row["error"] = st.error
         else:

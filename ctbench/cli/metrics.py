@@ -26,7 +26,17 @@ from ctbench.core.errors import MetricUnavailable
               help="Put exported statistics into the cache (no PREPARED_DIR needed).")
 @click.option("--unverified-weights", is_flag=True, help="Accept weights whose sha256 is not the pinned one; "
               "results are marked unverified and the leaderboard will not rank them.")
-def stats(prepared_dir, split, metrics, device, batch_size, no_cache, export_dir, import_files, unverified_weights):
+def stats(
+    prepared_dir: Path | None,
+    split: str,
+    metrics: tuple[str, ...],
+    device: str,
+    batch_size: int | None,
+    no_cache: bool,
+    export_dir: Path | None,
+    import_files: tuple[Path, ...],
+    unverified_weights: bool,
+) -> None:
     """Compute (once) and cache the real set's statistics for FID/FVD, keyed by content."""
     from ctbench.data.prepared import load_manifest
     from ctbench.metrics import get_metric
@@ -78,13 +88,13 @@ def _feature_metrics() -> list[str]:
 
 
 @click.group()
-def weights():
+def weights() -> None:
     """Feature-network weights: fetch (download + verify), import (air-gapped), status."""
 
 
 @weights.command("fetch")
 @click.argument("names", nargs=-1)
-def fetch_cmd(names):
+def fetch_cmd(names: tuple[str, ...]) -> None:
     """Download NAMES (default: all) from their canonical URLs, verifying sha256."""
     from ctbench.weights import WEIGHTS, fetch
 
@@ -108,7 +118,7 @@ def fetch_cmd(names):
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--name", default=None, help="Which weights PATH is (default: guessed from the file type).")
 @click.option("--unverified-weights", is_flag=True, help="Import even if the sha256 is not the pinned one.")
-def import_cmd(path, name, unverified_weights):
+def import_cmd(path: Path, name: str | None, unverified_weights: bool) -> None:
     """Copy a weights file or a TF-Hub SavedModel folder into the cache (for machines without internet)."""
     from ctbench.weights import import_weights
 
@@ -120,7 +130,7 @@ def import_cmd(path, name, unverified_weights):
 
 
 @weights.command("status")
-def status_cmd():
+def status_cmd() -> None:
     """Show which weights are present and whether their sha256 matches the pin."""
     from ctbench.weights import status, weights_dir
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
-from importlib.resources.abc import Traversable
+import sys
 from pathlib import Path
 
 import click
 import yaml
 
 from ctbench.api import REGISTRY, Generator, PluginError, UnknownNameError, parse_spec, plugin_errors
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # Python 3.10 has it in importlib.abc only
+    from importlib.abc import Traversable
 
 
 def read_config_file(path: Traversable) -> tuple[str | None, dict]:

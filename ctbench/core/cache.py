@@ -45,7 +45,8 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], fields: di
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # straight to disk: no second copy in memory
-        np.savez(f, **arrays)
+        # numpy's stub types **kwds beside the keyword `allow_pickle: bool`, so any str-keyed splat is flagged
+        np.savez(f, **arrays)  # type: ignore[arg-type]
     return path
 
 

@@ -1,4 +1,4 @@
-"""Content hashes (sha256, lowercase hex): of JSON-able values, of a file, of a folder.
+r"""Content hashes (sha256, lowercase hex): of JSON-able values, of a file, of a folder.
 
 Rules, stated once:
 
@@ -8,7 +8,7 @@ Rules, stated once:
   hash the same.
 * **A file** hashes as the sha256 of its bytes, so the result equals ``sha256sum FILE``.
 * **A folder** (a DICOM series, a TF SavedModel) hashes as the sha256 of one line per regular file below it,
-  ``<relative path>\\0<sha256 of the file>\\n``, the relative paths written with ``/`` and the lines sorted by
+  ``<relative path>\0<sha256 of the file>\n``, the relative paths written with ``/`` and the lines sorted by
   that path. Renaming, adding, removing or changing any file changes the hash; where the folder lives,
   timestamps and empty folders do not.
 """

@@ -12,6 +12,7 @@ Heavy modules (torch, SimpleITK) are imported only when their names are first us
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 _EXPORTS = {
     "load_manifest": "ctbench.data.prepared",
@@ -35,7 +36,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'ctbench.data' has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)

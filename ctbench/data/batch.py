@@ -138,7 +138,7 @@ def prepare_case(source: Source, out: Path, protocol: Protocol, previous: dict |
     try:
         rec.source_sha256 = file_sha256(source.path)
         prev = CaseRecord.from_dict(previous) if previous else None
-        if _is_done(prev, out, rec.source_sha256):
+        if prev is not None and _is_done(prev, out, rec.source_sha256):
             prev.source = rec.source  # the same bytes may have moved
             return "skipped", asdict(prev)
         scan = load_checked(source.path, protocol)

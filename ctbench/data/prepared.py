@@ -32,6 +32,7 @@ import numpy as np
 from ctbench import __version__
 from ctbench.core.atomic import atomic_path, write_text_atomic
 from ctbench.core.hashing import json_sha256
+from ctbench.data.scan_io import array_proxy
 from ctbench.protocol import FLARE22_V1, Protocol
 from ctbench.schemas import problems
 
@@ -121,6 +122,8 @@ def _load(path: Path) -> nib.Nifti1Image:
         raise FileNotFoundError(f"{path}: no such prepared volume") from None
     except Exception as exc:
         raise ValueError(f"{path}: cannot read NIfTI ({exc})") from exc
+    if not isinstance(img, nib.Nifti1Image):
+        raise ValueError(f"{path}: not a ctbench volume (want NIfTI, got {type(img).__name__})")
     if img.ndim != 3 or img.get_data_dtype() != np.int16:
         raise ValueError(f"{path}: not a ctbench volume (want 3D int16, got {img.ndim}D {img.get_data_dtype()})")
     codes = "".join(nib.aff2axcodes(img.affine))
@@ -134,7 +137,7 @@ def read_volume(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     img = _load(path)
     try:
-        q = np.asarray(img.dataobj.get_unscaled())
+        q = np.asarray(array_proxy(img).get_unscaled())
     except Exception as exc:  # truncated gzip and similar surface only when the data are read
         raise ValueError(f"{path}: cannot read voxel data ({exc})") from exc
     return np.ascontiguousarray(q.transpose(2, 1, 0), dtype=np.float32) / np.float32(Q_MAX)
@@ -143,7 +146,8 @@ def read_volume(path: str | os.PathLike) -> np.ndarray:
 def read_hu_range(path: str | os.PathLike) -> tuple[float, float]:
     """The (lo, hi) HU pair stored in a volume's NIfTI scaling."""
     img = _load(Path(path))
-    slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
+    proxy = array_proxy(img)
+    slope, inter = float(proxy.slope), float(proxy.inter)
     return inter - slope * Q_MAX, inter + slope * Q_MAX
 
 
@@ -155,14 +159,15 @@ def volume_sha256(path: str | os.PathLike) -> str:
     """
     path = Path(path)
     img = _load(path)
+    proxy = array_proxy(img)
     try:
-        q = np.ascontiguousarray(np.asarray(img.dataobj.get_unscaled()), dtype="<i2")
+        q = np.ascontiguousarray(np.asarray(proxy.get_unscaled()), dtype="<i2")
     except Exception as exc:
         raise ValueError(f"{path}: cannot read voxel data ({exc})") from exc
     h = hashlib.sha256(f"ctbench-volume:{q.shape}".encode())
     h.update(q.tobytes())
     h.update((np.round(np.asarray(img.affine, dtype=np.float64), 6) + 0.0).astype("<f8").tobytes())
-    h.update(np.array([img.dataobj.slope, img.dataobj.inter], dtype="<f8").tobytes())
+    h.update(np.array([proxy.slope, proxy.inter], dtype="<f8").tobytes())
     return h.hexdigest()
 
 
@@ -258,6 +263,8 @@ class Manifest:
         out = []
         for c in sorted(self.cases, key=lambda c: c.id):
             if c.status == "ok" and (split is None or c.split == split):
+                # manifests are validated on read: the schema requires these of every finished case
+                assert c.output is not None and c.split is not None and c.hu_lo is not None and c.hu_hi is not None
                 out.append(PreparedCase(c.id, (self.root / c.output).resolve(), c.split, (c.hu_lo, c.hu_hi)))
         return out
 

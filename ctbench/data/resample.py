@@ -17,7 +17,9 @@ The kernel is separable, so the step is three sparse matrix products.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from scipy import ndimage, sparse
@@ -80,7 +82,7 @@ class Geometry:
         }
 
 
-def body_centre(data: np.ndarray, spacing_mm: tuple[float, float, float], threshold_hu: float) -> np.ndarray:
+def body_centre(data: np.ndarray, spacing_mm: tuple[float, float, float], threshold_hu: float) -> np.ndarray | None:
     """Centre (source voxel index, float, x/y/z) of the bounding box of the largest body component.
 
     The mask is ``HU > threshold_hu`` on the scan subsampled to about ``BODY_GRID_MM``, opened once
@@ -117,12 +119,21 @@ def plan_geometry(
         scale.append(s_res * f / s_src)
         offset.append(s_res * (st + (f - 1.0) / 2.0) / s_src)
     return Geometry(
-        source_shape=tuple(int(s) for s in shape),
-        start=tuple(start),
-        scale=tuple(scale),
-        offset=tuple(offset),
-        output_shape=tuple(protocol.output_shape),
+        source_shape=_xyz([int(s) for s in shape]),
+        start=_xyz(start),
+        scale=_xyz(scale),
+        offset=_xyz(offset),
+        output_shape=_xyz(protocol.output_shape),
     )
+
+
+_T = TypeVar("_T")
+
+
+def _xyz(values: Sequence[_T]) -> tuple[_T, _T, _T]:
+    """Per-axis values as an ``(x, y, z)`` triple."""
+    x, y, z = values
+    return x, y, z
 
 
 def tent_weights(positions: np.ndarray, n_source: int, ratio: float) -> tuple[np.ndarray, int, int]:

@@ -11,9 +11,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
+from nibabel.arrayproxy import ArrayProxy
 
 from ctbench.data.checks import ScanError
 
@@ -40,7 +42,13 @@ class Scan:
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
         """Voxel size (x, y, z) of ``data``, mm."""
-        return tuple(float(v) for v in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+        return _spacing(self.affine)
+
+
+def array_proxy(img: nib.Nifti1Image) -> ArrayProxy:
+    """The voxel data of an image ``nib.load`` read from a file: a proxy that reads them on demand, raw
+    (``get_unscaled()``) or scaled, and holds the stored scaling (``slope``, ``inter``)."""
+    return cast(ArrayProxy, img.dataobj)  # nibabel types dataobj as any array-like; from a file it is a proxy
 
 
 def is_nifti(path: Path) -> bool:
@@ -57,10 +65,11 @@ def dicom_series_files(folder: str | os.PathLike) -> list[str]:
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # "No Series were found" for every folder without DICOM
     try:
         series = reader.GetGDCMSeriesIDs(str(folder)) or ()
-        files = [reader.GetGDCMSeriesFileNames(str(folder), s) for s in series]
+        files: list[tuple[str, ...]] = [reader.GetGDCMSeriesFileNames(str(folder), s) for s in series]
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
-    return list(max(files, key=len)) if files else []
+    largest: tuple[str, ...] = max(files, key=len) if files else ()
+    return list(largest)
 
 
 def _squeeze_trailing(path: Path, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -85,7 +94,8 @@ def _to_hu(path: Path, raw: np.ndarray, slope: float, inter: float) -> np.ndarra
 
 
 def _spacing(affine: np.ndarray) -> tuple[float, float, float]:
-    return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
+    x, y, z = (float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
+    return x, y, z
 
 
 def _canonical(path: Path, data: np.ndarray, affine: np.ndarray, spacing: tuple[float, ...]) -> Scan:
@@ -116,13 +126,14 @@ def _check_affine(path: Path, affine: np.ndarray, header_spacing: tuple[float, .
     return spacing
 
 
-def _raw_pixdim(path: Path, header_class) -> tuple[float, float, float]:
+def _raw_pixdim(path: Path, header_class: type[nib.Nifti1Header]) -> tuple[float, float, float]:
     """``pixdim[1:4]`` as stored: nibabel silently replaces zero or negative values on load."""
     from nibabel.openers import ImageOpener
 
-    with ImageOpener(path) as f:
+    with ImageOpener(str(path)) as f:
         raw = header_class.from_fileobj(f, check=False)
-    return tuple(float(v) for v in raw["pixdim"][1:4])
+    x, y, z = (float(v) for v in raw["pixdim"][1:4])
+    return x, y, z
 
 
 def read_nifti(path: str | os.PathLike, *, check: GeometryCheck | None = None) -> Scan:
@@ -130,6 +141,8 @@ def read_nifti(path: str | os.PathLike, *, check: GeometryCheck | None = None) -
     path = Path(path)
     try:
         img = nib.load(path)
+        if not isinstance(img, nib.Nifti1Image):  # NIfTI-2 derives from it
+            raise TypeError(f"nibabel read it as {type(img).__name__}")
         shape = _squeeze_trailing(path, img.shape)
         raw_pixdim = _raw_pixdim(path, type(img.header)) if "pixdim" in img.header else None
     except ScanError:
@@ -141,8 +154,9 @@ def read_nifti(path: str | os.PathLike, *, check: GeometryCheck | None = None) -
     if check is not None:
         check(path, shape, spacing)
     try:
-        raw = np.asarray(img.dataobj.get_unscaled()).reshape(shape)
-        slope, inter = float(img.dataobj.slope), float(img.dataobj.inter)
+        proxy = array_proxy(img)
+        raw = np.asarray(proxy.get_unscaled()).reshape(shape)
+        slope, inter = float(proxy.slope), float(proxy.inter)
     except Exception as exc:  # truncated / corrupt gzip surfaces here
         raise ScanError(path, f"corrupt or truncated image data ({type(exc).__name__}: {exc})") from exc
     return _canonical(path, _to_hu(path, raw, slope, inter), affine, spacing)

@@ -43,7 +43,7 @@ def plan_metrics(opts: EvalOptions) -> tuple[dict[str, Metric], dict[str, str]]:
     broken plugin) are skipped with the reason.
     """
     named = opts.metrics is not None and len(opts.metrics) > 0
-    requested = list(opts.metrics) if named else METRICS.names()
+    requested = list(opts.metrics) if opts.metrics else METRICS.names()
     run: dict[str, Metric] = {}
     skipped: dict[str, str] = {}
     for name in requested:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctbench.api import REGISTRY, LoadContext, check_info, check_samples, parse_spec, plugin_errors
+from ctbench.api import REGISTRY, Generator, LoadContext, check_info, check_samples, parse_spec, plugin_errors
 from ctbench.core.hashing import file_sha256, json_sha256
 from ctbench.data.prepared import Manifest, from_hu
 from ctbench.evaluate.options import EvalOptions, EvaluationError
@@ -39,7 +39,7 @@ class SampleSource:
         self.protocol = protocol
         self.hu_range = hu_range
         self.files: list[Path] = []
-        self.generator = None
+        self.generator: Generator | None = None
         if opts.samples:
             self.block = self._folder(Path(opts.samples))
         else:
@@ -108,6 +108,8 @@ class SampleSource:
 
         try:
             img = nib.load(path)
+            if not isinstance(img, nib.Nifti1Image):  # NIfTI-2 derives from it
+                raise TypeError(f"nibabel read it as {type(img).__name__}")
             hu = np.asarray(img.dataobj, dtype=np.float32)
         except Exception as exc:
             raise EvaluationError(f"{path}: cannot read NIfTI ({exc})") from exc

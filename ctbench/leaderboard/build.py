@@ -34,10 +34,11 @@ def _copy_artifact(row: Row, artifact: str, out: Path, subdir: str) -> str | Non
 def _shared_reference(rows: list[Row], key: str) -> tuple[str, float, tuple[float, float] | None] | None:
     """(label, value, interval) of a real-side column when every row that has it has the same value, else None."""
     having = [r for r in rows if r.value(key) is not None]
-    if not having or any(r.value(key) != having[0].value(key) for r in having):
+    value = having[0].value(key) if having else None
+    if value is None or any(r.value(key) != value for r in having):
         return None
     split = having[0].record["protocol"]["split"]
-    return f"real volumes ({split}): {key}", having[0].value(key), having[0].interval(key)
+    return f"real volumes ({split}): {key}", value, having[0].interval(key)
 
 
 def build(results: str | Path, out: str | Path, against: str | None = None) -> dict[str, Path]:

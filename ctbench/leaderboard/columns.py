@@ -34,6 +34,7 @@ def rank_keys() -> list[str]:
 
 
 def lower_is_better(key: str) -> bool:
+    """Whether a smaller value of the column ``key`` is better (``Key.direction``)."""
     return key_info(key).direction == "lower"
 
 

@@ -140,7 +140,9 @@ def _deltas(group: Group, against: str) -> None:
     if ref is None:
         warnings.warn(f"--against {against}: no such generator in group '{group.title}'; Δ cells are —", stacklevel=3)
     for r in group.rows + group.unverified:
-        r.delta = {
-            k: (None if ref is None or r.value(k) is None or ref.value(k) is None else r.value(k) - ref.value(k))
-            for k in delta_columns(group.columns)
-        }
+        r.delta = {k: _minus(r.value(k), None if ref is None else ref.value(k)) for k in delta_columns(group.columns)}
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    """``a - b``, or None when either is missing."""
+    return None if a is None or b is None else a - b

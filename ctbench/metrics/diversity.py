@@ -136,7 +136,7 @@ def mean_offdiagonal_interval(
     draws (pairs of a volume with its own copy are left out). No interval for fewer than 3 volumes.
     """
     a = matrix.numpy()
-    m = a.shape[0]
+    m: int = a.shape[0]
     off = ~np.eye(m, dtype=bool)
     mean = float(a[off].mean())
     if m < 3:

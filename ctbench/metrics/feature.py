@@ -256,10 +256,13 @@ class FeatureMetric(Metric):
 
 
 def interval_note(estimate: FrechetEstimate) -> str:
+    """The record note on how the estimate's interval was made (or why it has none)."""
     return f"jackknife replicates={len(estimate.replicates)}" if estimate.replicates else "interval needs >= 2 groups"
 
 
 def make_value(value: float, n: int, interval: tuple[float, float] | None, common: dict, note: str) -> MetricValue:
+    """One key's :class:`MetricValue`: ``value`` and its 95% ``interval`` (None: none), ``n`` for the record, and
+    ``common``, the fields every key of the metric shares (extractor, weights hash, verified, metric version)."""
     return MetricValue(
         value=float(value),
         n=int(n),

@@ -52,7 +52,9 @@ class TriPlanarFID(FeatureMetric):
     def options(self) -> dict[str, Any]:
         return {"slice_step": self.slice_step, "bf16": self.bf16}
 
-    def build_extractor(self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None):
+    def build_extractor(
+        self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None
+    ) -> InceptionFeatures:
         dev = torch.device(device)
         return InceptionFeatures(
             weights.path, dev, batch_size, compile=self.compile, channels_last=dev.type == "cuda", bf16=self.bf16
@@ -76,7 +78,8 @@ class TriPlanarFID(FeatureMetric):
         if all(reps) and len({len(r) for r in reps}) == 1:
             mean_reps = list(np.mean(np.asarray(reps), axis=0))
             se = jackknife_se(mean_reps)
-            interval = (max(mean - 1.959964 * se, 0.0), mean + 1.959964 * se)
+            if se is not None:  # None only for fewer than 2 replicates, which `all(reps)` already excludes
+                interval = (max(mean - 1.959964 * se, 0.0), mean + 1.959964 * se)
         per_plane = ", ".join(f"{p}={estimates[p].n}" for p in self.streams)
         note = f"n = volumes; slices per plane: {per_plane}{step}"
         out["fid_mean"] = make_value(mean, fake.n_volumes, interval, common, note)

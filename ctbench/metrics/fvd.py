@@ -33,7 +33,9 @@ class FVD(FeatureMetric):
         import_tensorflow()
         return weights
 
-    def build_extractor(self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None):
+    def build_extractor(
+        self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None
+    ) -> I3DFeatures:
         handle = weights.spec.handle
         # Found in TFHUB_CACHE_DIR: load through the handle so tensorflow_hub resolves it itself.
         module: str | Path = handle if handle and weights.path == tfhub_module_dir(handle) else weights.path

@@ -92,10 +92,10 @@ def intensity_value(
         w1_from_histograms(fa[rng.integers(0, len(fa), len(fa))].sum(0), ra[rng.integers(0, len(ra), len(ra))].sum(0))
         for _ in range(resamples)
     ]
-    stats = np.asarray([s for s in stats if np.isfinite(s)])
+    finite = np.asarray([s for s in stats if np.isfinite(s)])
     interval = None
-    if len(fa) > 1 and len(stats):
-        lo, hi = np.percentile(stats, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    if len(fa) > 1 and len(finite):
+        lo, hi = np.percentile(finite, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
         interval = (float(lo), float(hi))
     return MetricValue(
         value=value,

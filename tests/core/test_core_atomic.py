@@ -2,18 +2,25 @@
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
 from ctbench.core.atomic import atomic_path, install_copy, write_bytes_atomic, write_text_atomic
 
 
+def _fail_mid_write(target: Path, exc: Exception) -> None:
+    """Write half a file through ``atomic_path``, then raise ``exc`` before the block ends."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise exc
+
+
 def test_failed_write_leaves_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "manifest.json"
     write_text_atomic(target, "old")
-    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
-        tmp.write_text("half")
-        raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError, match="crash mid-write"):
+        _fail_mid_write(target, RuntimeError("crash mid-write"))
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
 
@@ -37,9 +44,8 @@ def test_temporary_keeps_double_suffix(tmp_path):
 def test_bytes_writer_creates_folder_and_raising_writer_keeps_old_bytes(tmp_path):
     target = tmp_path / "sub" / "stats.npz"
     assert write_bytes_atomic(target, b"old") == target
-    with pytest.raises(OSError), atomic_path(target) as tmp:
-        tmp.write_bytes(b"new, half")
-        raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        _fail_mid_write(target, OSError("disk full"))
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in target.parent.iterdir()) == ["stats.npz"]
 

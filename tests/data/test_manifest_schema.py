@@ -29,7 +29,7 @@ def test_a_finished_case_without_its_volume_is_refused(prepared_dir, tmp_path):
     del d["cases"][ok]["output"]
     d["cases"][0]["status"] = "done"
     (tmp_path / "manifest.json").write_text(json.dumps(d))
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match="not a valid ctbench manifest") as err:
         load_manifest(tmp_path)
     msg = str(err.value)
     assert msg.startswith(f"{tmp_path / 'manifest.json'}: not a valid ctbench manifest: ")

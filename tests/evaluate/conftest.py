@@ -72,13 +72,13 @@ def _make_record(
     return copy.deepcopy(base)
 
 
-@pytest.fixture()
+@pytest.fixture
 def make_record():
     """Factory of schema-valid records with chosen metric values: ``make_record(name, {key: value}, ...)``."""
     return _make_record
 
 
-@pytest.fixture()
+@pytest.fixture
 def fake_generator(monkeypatch: pytest.MonkeyPatch):
     """``register(name, sample_fn)``: evaluate sees one generator whose ``sample(n, ...)`` returns ``sample_fn(n)``."""
     from ctbench.api import Generator, GeneratorInfo, Registry

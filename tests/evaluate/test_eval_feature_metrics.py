@@ -21,7 +21,7 @@ FID_STEP = 32
 FID_N = 3
 
 
-@pytest.fixture()
+@pytest.fixture
 def weights_cache(tmp_path, monkeypatch) -> Path:
     """A weights cache of this test's own, so imported weights never leak into the shared empty cache."""
     root = tmp_path / "ctbench-cache"
@@ -31,7 +31,7 @@ def weights_cache(tmp_path, monkeypatch) -> Path:
     return root
 
 
-@pytest.fixture()
+@pytest.fixture
 def installed_i3d(i3d_standin, weights_cache):
     """The I3D stand-in imported into this test's weights cache, as unverified weights."""
     from ctbench.weights import import_weights
@@ -39,7 +39,7 @@ def installed_i3d(i3d_standin, weights_cache):
     return import_weights(i3d_standin, "i3d-kinetics-400", unverified_ok=True)
 
 
-@pytest.fixture()
+@pytest.fixture
 def installed_inception(inception_weights, weights_cache):
     """Random InceptionV3 weights imported into this test's weights cache, as unverified weights."""
     from ctbench.weights import import_weights
@@ -47,6 +47,7 @@ def installed_inception(inception_weights, weights_cache):
     return import_weights(inception_weights, "inception-v3-compat", unverified_ok=True)
 
 
+@pytest.mark.requires_tensorflow
 def test_feature_metric_with_unverified_weights_is_recorded_and_unranked(prepared_dir, tmp_path, installed_i3d):
     base = dict(
         data=str(prepared_dir), generator="noise", n=4, seed=0, out=str(tmp_path / "r"), metrics=["fvd", "intensity"],

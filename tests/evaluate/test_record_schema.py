@@ -44,7 +44,7 @@ def test_write_refuses_invalid_and_nan(tmp_path, make_record):
     with pytest.raises(RecordError):
         write_record({"kind": "ctbench.result"}, tmp_path)
     rec = make_record("noise", {"fid_mean": float("nan")})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not JSON compliant"):
         write_record(rec, tmp_path)
     assert not list(tmp_path.iterdir())
 
@@ -53,7 +53,7 @@ def test_read_records_skips_corrupt_and_foreign_with_warning(tmp_path, make_reco
     write_record(make_record("noise", {"fid_mean": 3.0}), tmp_path)
     (tmp_path / "corrupt.json").write_text("{not json")
     (tmp_path / "foreign.json").write_text(json.dumps({"model": "something else"}))
-    with pytest.warns(UserWarning) as caught:
+    with pytest.warns(UserWarning, match="skipped: ") as caught:
         records = read_records(tmp_path)
     assert [r["generator"]["name"] for _, r in records] == ["noise"]
     messages = " ".join(str(w.message) for w in caught)

@@ -45,6 +45,7 @@ def tf():
     return import_tensorflow()[0]
 
 
+@pytest.mark.requires_tensorflow
 @pytest.mark.parametrize("size,src", [((299, 299), (128, 128)), ((299, 299), (64, 128)), ((224, 224), (128, 128))])
 def test_tf1_resize_equals_tensorflow(tf, size, src):
     """torch-fidelity's resize (used for both FID and FVD) equals tf.compat.v1.image.resize_bilinear."""
@@ -57,6 +58,7 @@ def test_tf1_resize_equals_tensorflow(tf, size, src):
     np.testing.assert_array_equal(ours.numpy(), ref)  # bit-exact on CPU
 
 
+@pytest.mark.requires_tensorflow
 def test_fvd_preprocessing_equals_tensorflow_pipeline(tf, volumes):
     """The FVD reference preprocessing written in TF: resize_bilinear to 224, 2x/255-1, grey → RGB."""
     from ctbench.extractors.i3d import preprocess_videos
@@ -194,6 +196,7 @@ def test_gap_to_pytorch_fid_pipeline_is_measured(extractor, pytorch_fid_net, sid
     assert gap == pytest.approx(measured, rel=0.25)
 
 
+@pytest.mark.requires_tensorflow
 def test_tensorflow_is_told_to_grow_gpu_memory(tf, monkeypatch):
     """With GPUs visible, import_tensorflow turns on memory growth for each (TF must not grab a shared GPU)."""
     from ctbench.extractors.i3d import import_tensorflow

@@ -119,8 +119,8 @@ def test_reference_is_cached_by_content(prepared_dir, installed_inception, monke
     again = fid.reference_statistics(load_manifest(prepared_dir), "test", unverified_ok=True)
     np.testing.assert_array_equal(again.streams["yz"].groups[0].outer, ref.streams["yz"].groups[0].outer)
     # a different option is a different key: recomputation is attempted
+    coarse = get_metric("fid", slice_step=64)
     with pytest.raises(AssertionError, match="recomputed"):
-        coarse = get_metric("fid", slice_step=64)
         coarse.reference_statistics(load_manifest(prepared_dir), "test", unverified_ok=True)
     with pytest.raises(AssertionError, match="recomputed"):
         fid.reference_statistics(load_manifest(prepared_dir), "val", unverified_ok=True)

@@ -11,6 +11,8 @@ import torch
 from ctbench.metrics import MetricUnavailable, get_metric
 from ctbench.weights import I3D_HANDLE, import_weights, resolve, tfhub_module_dir
 
+pytestmark = pytest.mark.requires_tensorflow
+
 
 def test_standin_loads_by_path_and_through_tfhub_cache_with_the_real_handle(i3d_standin, volumes, private_cache):
     from ctbench.extractors.i3d import I3DFeatures
@@ -56,6 +58,7 @@ def test_fvd_score_sharding_and_interval(i3d_standin, volumes):
         np.testing.assert_allclose(a.outer, b.outer, rtol=1e-5)
     with pytest.warns(UserWarning, match="only 6 samples for 400-d"):
         same = fvd.frechet(real, real)["fvd"]
+    with pytest.warns(UserWarning, match="only 6 samples for 400-d"):
         diff = fvd.frechet(fake, real)["fvd"]
     assert same.value < 1e-6 * diff.value
     assert diff.n == 6 and diff.extractor == "i3d-kinetics-400" and diff.verified is False

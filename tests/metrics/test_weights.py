@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import shutil
+import subprocess
+import sys
 import tarfile
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +33,10 @@ def test_i3d_is_searched_in_the_tfhub_cache_too(private_cache):
     with pytest.raises(MetricUnavailable) as err:
         W.resolve("i3d-kinetics-400")
     assert str(W.tfhub_module_dir(W.I3D_HANDLE)) in str(err.value)
-    # the folder tensorflow_hub itself resolves the handle to
+
+
+@pytest.mark.requires_tensorflow
+def test_tfhub_cache_folder_is_the_one_tensorflow_hub_resolves(private_cache):
     from tensorflow_hub import compressed_module_resolver
 
     assert W.tfhub_module_dir(W.I3D_HANDLE) == W.Path(compressed_module_resolver._module_dir(W.I3D_HANDLE))
@@ -86,6 +91,7 @@ def test_fetch_file_verifies_sha256(inception_weights, http_root, monkeypatch):
     assert not (W.weights_dir() / good.filename).exists()
 
 
+@pytest.mark.requires_tensorflow
 def test_fetch_savedmodel_tarball_unpacks_into_cache(i3d_standin, http_root, monkeypatch):
     root, url = http_root
     with tarfile.open(root / "i3d.tar.gz", "w:gz") as tar:
@@ -98,6 +104,7 @@ def test_fetch_savedmodel_tarball_unpacks_into_cache(i3d_standin, http_root, mon
     assert r.verified and (r.path / "saved_model.pb").is_file() and file_sha256(r.path) == pinned
 
 
+@pytest.mark.requires_tensorflow
 def test_cli_fetch_of_the_unpinned_i3d_module_downloads_unpacks_and_says_so(i3d_standin, http_root, monkeypatch):
     """The real spec (no pinned hash), only its URL pointed at a local server; the archive wraps the module in a
     folder, as re-packed archives do. Installed, hashed, reported unpinned; FVD then needs the override."""
@@ -124,6 +131,20 @@ def test_archive_without_a_savedmodel_is_named(tmp_path):
     (tmp_path / "x" / "a").mkdir(parents=True)
     with pytest.raises(ValueError, match="i3d.tar.gz: no saved_model.pb inside"):
         W.savedmodel_root(tmp_path / "x", tmp_path / "i3d.tar.gz")
+
+
+@pytest.mark.parametrize("args", [["weights", "status"], ["ls"]])
+def test_commands_that_only_look_never_import_tensorflow(args):
+    """`ctbench weights status` and `ctbench ls` work where TensorFlow is missing or broken: they never import it."""
+    code = (
+        "import sys\n"
+        "from ctbench.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "loaded = sorted(m for m in ('tensorflow', 'tensorflow_hub') if m in sys.modules)\n"
+        "assert not loaded, f'imported {loaded}'\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
 
 
 def test_cli_weights_import_and_status(inception_weights):
