@@ -144,10 +144,6 @@ def comparability(record: dict[str, Any], key: str) -> dict[str, Any]:
     return {"n": record["sampling"]["n"], "metric": metric, "version": spec["version"], "options": spec["options"]}
 
 
-def _describe(comp: dict[str, Any]) -> str:
-    return f"n = {comp['n']}"
-
-
 def _difference(row: dict[str, Any], ranked: dict[str, Any]) -> str:
     """Why ``row``'s comparability differs from the ranked one, in words (``n = 64, the group ranks n = 256``)."""
     reasons = []
@@ -165,7 +161,7 @@ def _difference(row: dict[str, Any], ranked: dict[str, Any]) -> str:
             ours = ", ".join(f"{k}={mine.get(k)}" for k in keys)
             other = ", ".join(f"{k}={theirs.get(k)}" for k in keys)
             reasons.append(f"{name} options {ours}, the group ranks {other}")
-    return "; ".join(reasons)
+    return "; ".join(reasons) or "another metric setting"
 
 
 def _split_apart(group: Group) -> None:
@@ -185,12 +181,11 @@ def _split_apart(group: Group) -> None:
     group.apart = sorted((r for r in group.rows if r.apart), key=lambda r: (r.record["sampling"]["n"], r.label))
     group.rows = [r for r in group.rows if not r.apart]
     ns = Counter(comps[id(r)]["n"] for r in having)
+    sizes = f" (sample sizes: {', '.join(f'n = {n} ×{c}' for n, c in sorted(ns.items()))})" if len(ns) > 1 else ""
+    setting = f"n = {ranked['n']}" + (f", {ranked['metric']} version {ranked['version']}" if ranked["metric"] else "")
     group.mixed = (
-        f"Runs in this group are not all comparable on {key}"
-        + (f" (sample sizes: {', '.join(f'n = {n} ×{c}' for n, c in sorted(ns.items()))})" if len(ns) > 1 else "")
-        + f". Ranked: the {counts[best]} run(s) at {_describe(ranked)}"
-        + (f", {ranked['metric']} version {ranked['version']}" if ranked["metric"] else "")
-        + f"; {len(group.apart)} run(s) listed apart, unranked, with the reason."
+        f"Runs in this group are not all comparable on {key}{sizes}. Ranked: the {counts[best]} run(s) at "
+        f"{setting}; {len(group.apart)} run(s) listed apart, unranked, with the reason."
     )
 
 
