@@ -20,6 +20,11 @@ MISSING = "—"
 AUDIT_CAPTION = "Memorisation audit: each run's samples closest to a training scan, beside that scan"
 APART_CAPTION = "Not comparable with the ranked runs (not ranked)"
 QUOTED_CAPTION = f"Published figures ({MARK})"
+DEFICIENT = "†"
+LEGEND = (
+    "Lower is better for ↓ metrics; intervals in brackets; — = not computed (never 0); † = fewer samples than "
+    "feature dimensions on a side (rank-deficient: biased upwards, compare only at equal N)."
+)
 
 
 def status(group: Group, row: Row) -> str:
@@ -35,6 +40,11 @@ def status(group: Group, row: Row) -> str:
 
 def _fmt(v: float | None) -> str:
     return MISSING if v is None else f"{v:.4g}"
+
+
+def _deficient(row: Row, key: str) -> str:
+    """``†`` after a value computed with fewer samples than feature dimensions on a side (``rank_deficient``)."""
+    return DEFICIENT if row.value(key) is not None and row.metrics.get(key, {}).get("rank_deficient") else ""
 
 
 def _fmt_iv(iv: tuple[float, float] | None) -> str:
@@ -103,7 +113,7 @@ def _table_rows(
             str(r.record["sampling"]["n"]),
             str(r.record["sampling"]["seed"]),
         ]
-        line += [_fmt(r.value(c)) + _fmt_iv(r.interval(c)) for c in group.columns]
+        line += [_fmt(r.value(c)) + _deficient(r, c) + _fmt_iv(r.interval(c)) for c in group.columns]
         if against:
             line += [MISSING if r.delta.get(c) is None else f"{r.delta[c]:+.4g}" for c in delta_columns(group.columns)]
         if why:
@@ -131,7 +141,7 @@ def _skipped(group: Group) -> list[str]:
 def to_markdown(groups: list[Group], against: str | None = None) -> str:
     """The leaderboard as Markdown: one section per group, unverified rows apart."""
     parts = ["# ctbench leaderboard", ""]
-    parts.append("Lower is better for ↓ metrics; intervals in brackets; — = not computed. ")
+    parts.append(LEGEND + " ")
     if against:
         parts.append(f"Δ columns: row minus `{against}` in the same group.")
     if not groups:
@@ -173,7 +183,7 @@ def to_html(groups: list[Group], against: str | None = None) -> str:
         ".plots{display:flex;flex-wrap:wrap;gap:4px 16px}.scroll{overflow-x:auto}.apart,.mixed{color:#a60}"
         ".quoted{color:#557;font-style:italic}</style></head><body>",
         "<h1>ctbench leaderboard</h1>",
-        "<p>Lower is better for ↓ metrics; intervals in brackets; — = not computed (never 0).</p>",
+        f"<p>{html.escape(LEGEND)}</p>",
     ]
     if against:
         out.append(f"<p>Δ columns: row minus <code>{e(against)}</code> in the same group.</p>")

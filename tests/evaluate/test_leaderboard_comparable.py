@@ -133,3 +133,16 @@ def test_quoted_figures_stay_out_of_groups_without_their_keys(tmp_path, make_rec
     assert group.quoted == []
     md = build(out, tmp_path / "b")["markdown"].read_text()
     assert "Published figures" not in md
+
+
+def test_rank_deficient_values_are_marked(tmp_path, make_record):
+    out = tmp_path / "r"
+    rec = _record(make_record, "small", 30.0, 16)
+    rec["metrics"]["fid_mean"]["rank_deficient"] = True
+    write_record(rec, out)
+    write_record(_record(make_record, "other", 40.0, 16), out)
+    paths = build(out, tmp_path / "b")
+    md = paths["markdown"].read_text()
+    assert "† = fewer samples than feature dimensions" in md and "† = fewer samples" in paths["html"].read_text()
+    assert "| 30† |" in next(x for x in md.splitlines() if "| small |" in x)
+    assert "| 40 |" in next(x for x in md.splitlines() if "| other |" in x)
