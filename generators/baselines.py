@@ -95,8 +95,9 @@ class RealHoldout(_Baseline):
         count = len(self.cases)
         if offset + n > count:
             raise ValueError(
-                f"generator {self.name!r}: {offset + n} samples asked for, but split {self.config['split']!r} "
-                f"holds {count} volumes and none is repeated; use --n {count} or fewer"
+                f"generator {self.name!r}: at least {offset + n} samples asked for (sample indices up to "
+                f"{offset + n - 1}), but split {self.config['split']!r} holds {count} volumes and none is "
+                f"repeated; use --n {count} or fewer"
             )
         order = torch.randperm(count, generator=torch.Generator().manual_seed(sample_seed(seed, -1)))
         picks = [self.cases[int(order[i])] for i in range(offset, offset + n)]
