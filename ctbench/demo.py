@@ -40,7 +40,8 @@ class DemoOptions:
     cases: int = 48
     """Phantoms to synthesise (split 80/10/10 by the protocol's hash rule: 35/8/5 at 48)."""
     samples: int = 8
-    """Samples per generator."""
+    """Samples per generator, at most the held-out split's size (real-holdout never repeats a volume and every
+    run gets the same n, so the board ranks them together)."""
     seed: int = 0
     workers: int = 2
     full_size: bool = False
@@ -143,6 +144,8 @@ def run_demo(opts: DemoOptions, say: Callable[[str], object] = print) -> DemoRes
     reference = max(sizes, key=lambda s: (sizes[s], s == "test"))
     holdout = "val" if reference == "test" else "test"
     say(f"  reference split {reference!r} ({sizes[reference]} cases), real-holdout from {holdout!r} ({sizes[holdout]})")
+    # real-holdout never repeats a volume, and the board ranks only runs of equal n: every run gets this n
+    n = min(opts.samples, sizes[holdout])
     records: list[Path] = []
     skipped: dict[str, str] = {}
     for spec, checkpoint in runs:
@@ -152,8 +155,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], object] = print) -> DemoRes
                 generator=spec,
                 checkpoint=checkpoint,
                 overrides={"split": holdout} if spec == "real-holdout" else {},
-                # real-holdout never repeats a volume: at most as many samples as its split has cases
-                n=min(opts.samples, sizes[holdout]) if spec == "real-holdout" else opts.samples,
+                n=n,
                 seed=opts.seed,
                 split=reference,
                 out=str(results),

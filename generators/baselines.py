@@ -1,6 +1,7 @@
 """Generators that need no training; they anchor the scale of every metric.
 
-* ``real-holdout``: returns real held-out volumes (the ``val`` split by default) — the floor a generator aims at;
+* ``real-holdout``: returns real held-out volumes (the ``val`` split by default), each at most once — the floor
+  a generator aims at;
 * ``noise``: i.i.d. Gaussian voxels clipped to [-1, 1] — a trivially bad, maximally diverse generator;
 * ``mean-volume``: the voxel-wise mean of the training volumes, the same for every sample — bad, no diversity.
 
@@ -69,7 +70,11 @@ class _Baseline(Generator):
 
 
 class RealHoldout(_Baseline):
-    """Real volumes of a held-out split, in a seeded order: sample i is volume ``perm_seed[i mod count]``."""
+    """Real volumes of a held-out split, in a seeded order: sample i is volume ``perm_seed[i]``.
+
+    A volume is never repeated (a repeat would shrink the covariance and tie the jackknife groups together):
+    asking for a sample index at or beyond the split's size is a ``ValueError`` naming both numbers.
+    """
 
     name = "real-holdout"
 
@@ -87,8 +92,15 @@ class RealHoldout(_Baseline):
     def sample(self, n: int, seed: int, *, offset: int = 0, batch_size: int | None = None) -> torch.Tensor:
         from ctbench.data.prepared import read_volume
 
-        order = torch.randperm(len(self.cases), generator=torch.Generator().manual_seed(sample_seed(seed, -1)))
-        picks = [self.cases[int(order[i % len(self.cases)])] for i in range(offset, offset + n)]
+        count = len(self.cases)
+        if offset + n > count:
+            raise ValueError(
+                f"generator {self.name!r}: at least {offset + n} samples asked for (sample indices up to "
+                f"{offset + n - 1}), but split {self.config['split']!r} holds {count} volumes and none is "
+                f"repeated; use --n {count} or fewer"
+            )
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(sample_seed(seed, -1)))
+        picks = [self.cases[int(order[i])] for i in range(offset, offset + n)]
         return torch.from_numpy(np.stack([read_volume(c.path) for c in picks]))[:, None]
 
 

@@ -1,5 +1,6 @@
 """``ctbench leaderboard build``: records → a folder with ``leaderboard.csv``, ``README.md``, ``index.html``,
-interval plots per metric, and each run's montage and memorisation figure copied beside them."""
+interval plots per metric (ranked rows, rows listed apart and unverified ones, marked; never quoted figures),
+and each run's montage and memorisation figure copied beside them."""
 
 from __future__ import annotations
 
@@ -41,6 +42,15 @@ def _shared_reference(rows: list[Row], key: str) -> tuple[str, float, tuple[floa
     return f"real volumes ({split}): {key}", value, having[0].interval(key)
 
 
+def _plot_label(row: Row) -> str:
+    """The row's label on a plot, marked when it is not ranked with the others (quoted figures are never drawn)."""
+    if not row.verified:
+        return f"{row.label} (unverified)"
+    if row.apart:
+        return f"{row.label} (n = {row.record['sampling']['n']}, not ranked)"
+    return row.label
+
+
 def build(results: str | Path, out: str | Path, against: str | None = None) -> dict[str, Path]:
     """Write ``leaderboard.csv``, ``README.md``, ``index.html``, plots and montages to ``out``; returns their paths."""
     results, out = Path(results), Path(out)
@@ -54,7 +64,7 @@ def build(results: str | Path, out: str | Path, against: str | None = None) -> d
     except OSError as exc:
         raise OSError(f"{out}: cannot create the leaderboard folder ({exc.strerror or exc})") from exc
     for g in groups:
-        rows = g.rows + g.unverified
+        rows = g.rows + g.apart + g.unverified
         real_keys = [k for k in g.columns if real_partner(k) is not None]
         references = {
             partner: ref
@@ -66,9 +76,7 @@ def build(results: str | Path, out: str | Path, against: str | None = None) -> d
             if not any(r.value(metric) is not None for r in rows) or (partner is not None and partner in references):
                 continue
             name = f"plots/{g.slug}-{metric}.png"
-            points = [
-                (r.label + ("" if r.verified else " (unverified)"), r.value(metric), r.interval(metric)) for r in rows
-            ]
+            points = [(_plot_label(r), r.value(metric), r.interval(metric)) for r in rows]
             integer = key_info(metric).integer
             interval_plot(points, out / name, axis_label(metric), reference=references.get(metric), integer=integer)
             g.plots[metric] = name

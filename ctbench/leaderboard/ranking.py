@@ -7,23 +7,32 @@ Rules:
   group has its own table and plots. Records with no feature metric form their own "weight-free" group.
 * A record with any metric computed from unverified weights is listed apart, below its group, unranked.
 * A missing metric is ``—`` in Markdown and HTML and an empty cell in the CSV, never 0.
-* Ranking within a group: by the first of :data:`RANK_BY` every ranked row has; lower is better. Rows
+* Ranking within a group: by the first ranking key (``Key.rank``) every row has; lower is better. Rows
   missing it are listed after the ranked ones without a rank.
+* Like with like: a value is comparable with another when the records agree on :func:`comparability` of its
+  key: N (``sampling.n``), the metric's version and its options (``metric_specs``). Rows whose comparability
+  for the ranking key differs from the most common one in the group (ties: the larger N) are listed apart,
+  unranked, each with the reason (``n = 64, the group ranks n = 256``); the group then carries a statement.
 * ``against``: each row gains ``Δ metric = row − reference`` for the reference generator of the same group
-  (not for the ``*_real`` columns, which describe the real volumes; a group without that generator is warned about).
+  (not for the ``*_real`` columns, which describe the real volumes; a group without that generator is warned
+  about), only where the two are comparable for that metric (else ``—``).
+* Published figures (:mod:`ctbench.leaderboard.quoted`) sharing a key with a group are shown with it, never ranked.
 * A ``*_real`` column shared by every row of a group is drawn as a reference line on its partner's plot.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ctbench.core.hashing import json_sha256
 from ctbench.leaderboard.columns import column_order, lower_is_better, rank_keys, real_partner
+from ctbench.leaderboard.quoted import Quoted, quoted_for
 from ctbench.record import read_records
 
 
@@ -38,6 +47,8 @@ class Row:
     verified: bool
     rank: int | None = None
     delta: dict[str, float | None] = field(default_factory=dict)
+    apart: str | None = None
+    """Why the row is listed apart from the ranked ones (another N, metric version or options), else None."""
 
     def value(self, key: str) -> float | None:
         v = self.metrics.get(key, {}).get("value")
@@ -56,6 +67,11 @@ class Group:
     title: str
     rows: list[Row] = field(default_factory=list)
     unverified: list[Row] = field(default_factory=list)
+    apart: list[Row] = field(default_factory=list)
+    """Verified rows not comparable with the ranked ones (each row's ``apart`` says why)."""
+    mixed: str | None = None
+    """A statement when the group's records differ in N (or the ranking metric's version or options)."""
+    quoted: list[Quoted] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     rank_by: str | None = None
     plots: dict[str, str] = field(default_factory=dict)
@@ -107,9 +123,70 @@ def collect(results: str | Path, against: str | None = None) -> list[Group]:
         present = {k for r in group.rows + group.unverified for k in r.metrics}
         group.columns = column_order(present)
         _rank(group)
+        group.quoted = quoted_for(group.columns)
         if against:
             _deltas(group, against)
     return sorted(groups.values(), key=lambda g: g.title)
+
+
+def comparability(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """What two records must share for their values of ``key`` to be compared: N, metric and its version, options.
+
+    From ``metric_specs`` (the metric whose keys include ``key``); a record without it (schema version 1)
+    gives the value's ``metric_version`` and unknown (None) options.
+    """
+    specs = record.get("metric_specs") or {}
+    metric = next((name for name, spec in specs.items() if key in spec.get("keys", ())), None)
+    if metric is None:
+        version = record["metrics"].get(key, {}).get("metric_version")
+        return {"n": record["sampling"]["n"], "metric": None, "version": version, "options": None}
+    spec = specs[metric]
+    return {"n": record["sampling"]["n"], "metric": metric, "version": spec["version"], "options": spec["options"]}
+
+
+def _difference(row: dict[str, Any], ranked: dict[str, Any]) -> str:
+    """Why ``row``'s comparability differs from the ranked one, in words (``n = 64, the group ranks n = 256``)."""
+    reasons = []
+    if row["n"] != ranked["n"]:
+        reasons.append(f"n = {row['n']}, the group ranks n = {ranked['n']}")
+    name = row["metric"] or ranked["metric"] or "metric"
+    if row["version"] != ranked["version"]:
+        reasons.append(f"{name} version {row['version']}, the group ranks version {ranked['version']}")
+    if row["options"] != ranked["options"]:
+        mine, theirs = row["options"] or {}, ranked["options"] or {}
+        keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        if row["options"] is None or ranked["options"] is None:
+            reasons.append(f"{name} options not recorded on one side")
+        else:
+            ours = ", ".join(f"{k}={mine.get(k)}" for k in keys)
+            other = ", ".join(f"{k}={theirs.get(k)}" for k in keys)
+            reasons.append(f"{name} options {ours}, the group ranks {other}")
+    return "; ".join(reasons) or "another metric setting"
+
+
+def _split_apart(group: Group) -> None:
+    """Move rows not comparable with the group's most common setting of the ranking key to ``group.apart``."""
+    key = group.rank_by
+    assert key is not None
+    having = [r for r in group.rows if r.value(key) is not None]
+    comps = {id(r): comparability(r.record, key) for r in having}
+    counts = Counter(json.dumps(c, sort_keys=True) for c in comps.values())
+    if len(counts) < 2:
+        return
+    best = max(counts, key=lambda c: (counts[c], json.loads(c)["n"], c))
+    ranked = json.loads(best)
+    for r in having:
+        if json.dumps(comps[id(r)], sort_keys=True) != best:
+            r.apart = _difference(comps[id(r)], ranked)
+    group.apart = sorted((r for r in group.rows if r.apart), key=lambda r: (r.record["sampling"]["n"], r.label))
+    group.rows = [r for r in group.rows if not r.apart]
+    ns = Counter(comps[id(r)]["n"] for r in having)
+    sizes = f" (sample sizes: {', '.join(f'n = {n} ×{c}' for n, c in sorted(ns.items()))})" if len(ns) > 1 else ""
+    setting = f"n = {ranked['n']}" + (f", {ranked['metric']} version {ranked['version']}" if ranked["metric"] else "")
+    group.mixed = (
+        f"Runs in this group are not all comparable on {key}{sizes}. Ranked: the {counts[best]} run(s) at "
+        f"{setting}; {len(group.apart)} run(s) listed apart, unranked, with the reason."
+    )
 
 
 def _rank(group: Group) -> None:
@@ -123,6 +200,7 @@ def _rank(group: Group) -> None:
     if group.rank_by is None:
         group.rows.sort(key=lambda r: r.label)
         return
+    _split_apart(group)
     key, sign = group.rank_by, (1.0 if lower_is_better(group.rank_by) else -1.0)
     ranked = sorted((r for r in group.rows if r.value(key) is not None), key=lambda r: sign * (r.value(key) or 0.0))
     for i, r in enumerate(ranked, 1):
@@ -136,11 +214,17 @@ def delta_columns(columns: list[str]) -> list[str]:
 
 
 def _deltas(group: Group, against: str) -> None:
-    ref = next((r for r in group.rows + group.unverified if against in (r.label, r.record["generator"]["name"])), None)
+    rows = group.rows + group.apart + group.unverified
+    ref = next((r for r in rows if against in (r.label, r.record["generator"]["name"])), None)
     if ref is None:
         warnings.warn(f"--against {against}: no such generator in group '{group.title}'; Δ cells are —", stacklevel=3)
-    for r in group.rows + group.unverified:
-        r.delta = {k: _minus(r.value(k), None if ref is None else ref.value(k)) for k in delta_columns(group.columns)}
+    for r in rows:
+        r.delta = {
+            k: None
+            if ref is None or comparability(r.record, k) != comparability(ref.record, k)
+            else _minus(r.value(k), ref.value(k))
+            for k in delta_columns(group.columns)
+        }
 
 
 def _minus(a: float | None, b: float | None) -> float | None:

@@ -24,6 +24,9 @@ class MetricValue:
     weights_sha256: str | None = None
     verified: bool = True
     """False when computed with weights whose sha256 does not match the pinned one."""
+    rank_deficient: bool = False
+    """True when a side (generated or real) has fewer samples than the feature dimension: the covariance is
+    singular and the value strongly biased upwards (the note names the side and both numbers)."""
     metric_version: str = "1"
     note: str | None = None
 

@@ -5,6 +5,11 @@ slice planes; FVD: ``video``), accumulates grouped sufficient statistics per str
 (:class:`~ctbench.stats.FeatureSetStats`), and scores a generated set against the real one with the
 Fréchet distance and a grouped-jackknife interval.
 
+Sample-size honesty: a value whose generated or real side has fewer samples than the feature dimension
+(FID: 2048 slices per plane; FVD: 400 volumes) has a singular covariance on that side and is strongly
+biased upwards; it carries ``rank_deficient=True`` and a note naming the side and both numbers
+(``fid_mean`` and any key built from several streams: when any of its streams is).
+
 Intervals: the generated volumes are split into K disjoint groups (volume ``i`` → group ``i % K``, with
 ``i`` the sample index the caller passes, so sharding does not change the groups); each replicate leaves one
 group out; the 95% interval is ``value ± 1.96·se_jackknife``. The real side is held fixed.
@@ -126,6 +131,10 @@ class FeatureMetric(Metric):
     @abstractmethod
     def features(self, extractor: Any, volumes: torch.Tensor) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
         """Yield ``(stream, features (M, dim), volume index in the batch (M,))`` for a batch of volumes."""
+
+    def key_streams(self, key: str) -> tuple[str, ...]:
+        """The streams behind ``key``: those its name contains as a ``_`` part (``fid_xy`` → ``xy``), else all."""
+        return tuple(s for s in self.streams if s in key.split("_")) or self.streams
 
     @abstractmethod
     def values(self, estimates: dict[str, FrechetEstimate], fake: FeatureSetStats, common: dict) -> dict:
@@ -252,7 +261,27 @@ class FeatureMetric(Metric):
             "verified": verified,
             "metric_version": self.version,
         }
-        return self.values(estimates, fake, common)
+        values = self.values(estimates, fake, common)
+        for key, v in values.items():
+            if v.value is not None and (note := self.rank_deficiency(self.key_streams(key), fake, real)):
+                v.rank_deficient = True
+                v.note = f"{v.note}; {note}" if v.note else note
+        return values
+
+    def rank_deficiency(self, streams: Sequence[str], fake: FeatureSetStats, real: FeatureSetStats) -> str | None:
+        """A note naming each side with fewer samples than ``self.dim`` in any of ``streams``, or None."""
+        sides = []
+        for side, stats in (("generated", fake), ("real", real)):
+            counts = {s: sum(g.count for g in stats.streams[s].groups) for s in streams}
+            short = {s: c for s, c in counts.items() if c < self.dim}
+            if short:
+                sides.append(f"{side} " + ", ".join(f"{s} {c}" for s, c in short.items()))
+        if not sides:
+            return None
+        return (
+            f"rank-deficient: fewer samples than the {self.dim} feature dimensions ({'; '.join(sides)}); "
+            "the value is biased upwards, compare only at equal N"
+        )
 
 
 def interval_note(estimate: FrechetEstimate) -> str:

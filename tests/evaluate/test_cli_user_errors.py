@@ -124,3 +124,14 @@ def test_a_checkpoint_given_to_a_baseline_is_an_error_not_ignored(prepared_dir, 
     args = ["evaluate", "-g", "noise", "--checkpoint", str(ckpt), "--data", str(prepared_dir), "--out", str(tmp_path)]
     r = _invoke([*args, "--n", "1", "--metrics", "intensity"])
     assert f"generator 'noise' needs no checkpoint (it is not trained), got {ckpt}" in r.output
+
+
+def test_real_holdout_refuses_more_samples_than_its_split(prepared_dir, tmp_path):
+    from ctbench.data.prepared import cases
+
+    held = len(cases(prepared_dir, "val"))
+    args = ["evaluate", "-g", "real-holdout", "--data", str(prepared_dir), "--metrics", "intensity"]
+    r = _invoke([*args, "--n", str(held + 1), "--out", str(tmp_path)])
+    error = [line for line in r.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and f"{held + 1} samples asked for" in error[0] and f"holds {held} volumes" in error[0]
+    assert not list(tmp_path.glob("*.json"))

@@ -73,10 +73,13 @@ def test_fid_end_to_end_with_random_weights(prepared_dir, tmp_path, installed_in
     """Tri-planar FID through `evaluate`: every recorded field, and real held-out volumes beat noise on every plane."""
     base = dict(
         data=str(prepared_dir), n=FID_N, seed=0, out=str(tmp_path / "r"), metrics=["fid"],
-        split="test", unverified_weights=True,  # 1 reference volume; real-holdout draws from the other one, in val
+        split="test", unverified_weights=True,  # 1 reference volume; real-holdout draws 3 distinct train volumes
         metric_options={"fid": {"slice_step": FID_STEP}}, montage_volumes=0,
     )  # fmt: skip
-    records = {g: read_record(evaluate(EvalOptions(**base, generator=g)))["metrics"] for g in ("noise", "real-holdout")}
+    gens = {"noise": {}, "real-holdout": {"split": "train"}}  # val holds 1 volume and real-holdout never repeats one
+    records = {
+        g: read_record(evaluate(EvalOptions(**base, generator=g, overrides=o)))["metrics"] for g, o in gens.items()
+    }
     per_plane = {"xy": FID_N * 64 // FID_STEP, "xz": FID_N * 128 // FID_STEP, "yz": FID_N * 128 // FID_STEP}
     sha = file_sha256(inception_weights)
     for gen, metrics in records.items():

@@ -65,7 +65,10 @@ def test_results_do_not_depend_on_batch_size(prepared_dir, tmp_path):
 
 
 def test_save_samples_in_hu_then_score_the_folder(prepared_dir, tmp_path):
-    opts = _opts(prepared_dir, tmp_path / "gen", generator="real-holdout", metrics=["intensity"], save_samples=True)
+    # the train split: val holds fewer than 3 volumes, and real-holdout never repeats one
+    opts = _opts(
+        prepared_dir, tmp_path / "gen", generator="real-holdout@train", metrics=["intensity"], save_samples=True
+    )
     rec = read_record(evaluate(opts))
     folder = tmp_path / "gen" / rec["artifacts"]["samples_dir"]
     files = sorted(folder.glob("*.nii.gz"))
@@ -74,7 +77,7 @@ def test_save_samples_in_hu_then_score_the_folder(prepared_dir, tmp_path):
     assert img.shape == (128, 128, 64)
     assert np.allclose(img.header.get_zooms(), (1.8, 1.8, 6.25), atol=1e-4)
     lo, hi = generated_hu_range(load_manifest(prepared_dir))
-    gen = RealHoldout.load(None, context=LoadContext(data_dir=prepared_dir))
+    gen = RealHoldout.load(None, variant="train", context=LoadContext(data_dir=prepared_dir))
     want_hu = lo + (gen.sample(1, 7)[0, 0].numpy().transpose(2, 1, 0) + 1) / 2 * (hi - lo)
     assert np.abs(np.asarray(img.dataobj) - want_hu).max() < 0.1  # HU, within int16 quantisation
     scored = read_record(

@@ -70,12 +70,18 @@ def test_noise_sample_i_depends_only_on_seed_and_i():
 
 def test_real_holdout_and_mean_volume(prepared_dir):
     ctx = LoadContext(data_dir=prepared_dir)
-    real = RealHoldout.load(None, context=ctx)
-    val = cases(prepared_dir, "val")
-    a = real.sample(len(val) + 1, seed=5)
-    assert torch.equal(a[len(val)], a[0])  # wraps around after the split is exhausted
+    assert RealHoldout.load(None, context=ctx).config["split"] == "val"
+    real = RealHoldout.load(None, variant="train", context=ctx)  # the largest split of the 8 phantoms
+    held = cases(prepared_dir, "train")
+    a = real.sample(len(held), seed=5)
+    assert not any(torch.equal(a[i], a[j]) for i in range(len(a)) for j in range(i))  # every volume once
     assert torch.equal(real.sample(1, 5, offset=1), a[1:2])  # same (seed, i), same volume
-    assert any(torch.equal(a[0, 0], torch.from_numpy(read_volume(c.path))) for c in val)
+    assert any(torch.equal(a[0, 0], torch.from_numpy(read_volume(c.path))) for c in held)
+    refusal = f"at least {len(held) + 1} samples asked for .*, but split 'train' holds {len(held)} volumes"
+    with pytest.raises(ValueError, match=refusal):
+        real.sample(len(held) + 1, seed=5)
+    with pytest.raises(ValueError, match=f"holds {len(held)} volumes"):
+        real.sample(1, seed=5, offset=len(held))
     mean = MeanVolume.load(None, context=ctx).sample(2, seed=0)
     train = np.stack([read_volume(c.path) for c in cases(prepared_dir, "train")])
     assert np.allclose(mean[1, 0].numpy(), train.mean(0), atol=1e-6)

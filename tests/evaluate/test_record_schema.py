@@ -74,3 +74,14 @@ def test_published_schema_is_valid_and_version_1_records_still_read(tmp_path, ma
     bad["metric_specs"] = {"fid": {"version": 1}}
     with pytest.raises(RecordError, match="metric_specs.fid: missing|metric_specs.fid.version"):
         validate_record(bad)
+
+
+def test_rank_deficient_is_a_boolean_and_old_values_lack_it(make_record):
+    rec = make_record("noise", {"fid_mean": 1.0}, weights="a" * 64)
+    assert "rank_deficient" not in rec["metrics"]["fid_mean"]  # as written before the field existed
+    assert metric_values(validate_record(rec))["fid_mean"].rank_deficient is False
+    rec["metrics"]["fid_mean"]["rank_deficient"] = True
+    assert metric_values(validate_record(rec))["fid_mean"].rank_deficient is True
+    rec["metrics"]["fid_mean"]["rank_deficient"] = "yes"
+    with pytest.raises(RecordError, match="rank_deficient"):
+        validate_record(rec)
