@@ -3,6 +3,8 @@
 Per plane the slices of every volume (:mod:`ctbench.extractors.slicing`) go through
 :class:`~ctbench.extractors.inception.InceptionFeatures`; ``fid_mean`` is the mean of the three planes (the
 "average slice FID" of the literature), its jackknife replicates the mean of the planes' replicates.
+Each ``fid_*`` has a ``fid_*_unbiased`` twin: the grouped-jackknife bias-corrected distance
+(:meth:`~ctbench.metrics.frechet.FrechetEstimate.unbiased`), with its interval.
 ``n`` is the number of slices per plane (``fid_mean``: the number of volumes).
 """
 
@@ -17,8 +19,8 @@ import torch
 from ctbench.extractors.inception import PREPROCESSING, InceptionFeatures
 from ctbench.extractors.slicing import PLANES, plane_slices, quantise_uint8
 from ctbench.metrics.contract import Key
-from ctbench.metrics.feature import DEFAULT_GROUPS, FeatureMetric, interval_note, make_value
-from ctbench.metrics.frechet import FrechetEstimate, jackknife_se
+from ctbench.metrics.feature import DEFAULT_GROUPS, FeatureMetric, interval_note, make_value, unbiased_value
+from ctbench.metrics.frechet import FrechetEstimate
 from ctbench.stats import FeatureSetStats
 from ctbench.weights import ResolvedWeights
 
@@ -34,6 +36,10 @@ class TriPlanarFID(FeatureMetric):
         Key("fid_xy", "lower", description="FID of axial (xy) slices"),
         Key("fid_xz", "lower", description="FID of coronal (xz) slices"),
         Key("fid_yz", "lower", description="FID of sagittal (yz) slices"),
+        Key("fid_mean_unbiased", "lower", description="fid_mean with its 1/N bias removed (grouped jackknife)"),
+        Key("fid_xy_unbiased", "lower", description="fid_xy with its 1/N bias removed (grouped jackknife)"),
+        Key("fid_xz_unbiased", "lower", description="fid_xz with its 1/N bias removed (grouped jackknife)"),
+        Key("fid_yz_unbiased", "lower", description="fid_yz with its 1/N bias removed (grouped jackknife)"),
     )
     streams = PLANES
     dim = InceptionFeatures.dim
@@ -70,14 +76,19 @@ class TriPlanarFID(FeatureMetric):
         for plane in self.streams:
             e = estimates[plane]
             out[f"fid_{plane}"] = make_value(e.value, e.n, e.interval(), common, interval_note(e) + step)
-        mean = float(np.mean([estimates[p].value for p in self.streams]))
-        reps = [e.replicates for e in estimates.values()]
-        interval = None
-        if all(reps) and len({len(r) for r in reps}) == 1:
-            mean_reps = list(np.mean(np.asarray(reps), axis=0))
-            se = jackknife_se(mean_reps)
-            interval = (max(mean - 1.959964 * se, 0.0), mean + 1.959964 * se)
+            out[f"fid_{plane}_unbiased"] = unbiased_value(e, common, interval_note(e) + step)
+        mean = mean_estimate([estimates[p] for p in self.streams], fake.n_volumes)
         per_plane = ", ".join(f"{p}={estimates[p].n}" for p in self.streams)
         note = f"n = volumes; slices per plane: {per_plane}{step}"
-        out["fid_mean"] = make_value(mean, fake.n_volumes, interval, common, note)
+        out["fid_mean"] = make_value(mean.value, mean.n, mean.interval(), common, note)
+        out["fid_mean_unbiased"] = unbiased_value(mean, common, note)
         return out
+
+
+def mean_estimate(planes: list[FrechetEstimate], n_volumes: int) -> FrechetEstimate:
+    """The mean of the planes' distances; its replicates are the means of the planes' replicates (the same groups
+    of volumes left out), or none unless every plane has the same number of replicates."""
+    reps = [e.replicates for e in planes]
+    same = all(reps) and len({len(r) for r in reps}) == 1
+    mean_reps = [float(r) for r in np.mean(np.asarray(reps), axis=0)] if same else []
+    return FrechetEstimate(float(np.mean([e.value for e in planes])), n_volumes, mean_reps)

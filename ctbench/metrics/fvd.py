@@ -1,4 +1,5 @@
-"""FVD: I3D Fréchet distance of volumes seen as 64-frame videos (:mod:`ctbench.extractors.i3d`)."""
+"""FVD: I3D Fréchet distance of volumes seen as 64-frame videos (:mod:`ctbench.extractors.i3d`), and its
+grouped-jackknife bias-corrected twin ``fvd_unbiased``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from ctbench.extractors.i3d import PREPROCESSING, I3DFeatures, import_tensorflow
 from ctbench.metrics.contract import Key
-from ctbench.metrics.feature import FeatureMetric, interval_note, make_value
+from ctbench.metrics.feature import FeatureMetric, interval_note, make_value, unbiased_value
 from ctbench.metrics.frechet import FrechetEstimate
 from ctbench.stats import FeatureSetStats
 from ctbench.weights import ResolvedWeights, resolve, tfhub_module_dir
@@ -21,7 +22,10 @@ class FVD(FeatureMetric):
     name = "fvd"
     version = "1"
     summary = "FVD: I3D (Kinetics-400) Fréchet distance of volumes read as 64-frame videos of axial slices"
-    keys = (Key("fvd", "lower", description="Fréchet video distance on I3D logits", rank=2),)
+    keys = (
+        Key("fvd", "lower", description="Fréchet video distance on I3D logits", rank=2),
+        Key("fvd_unbiased", "lower", description="fvd with its 1/N bias removed (grouped jackknife)"),
+    )
     streams = ("video",)
     dim = I3DFeatures.dim
     weights = ("i3d-kinetics-400",)
@@ -44,4 +48,7 @@ class FVD(FeatureMetric):
 
     def values(self, estimates: dict[str, FrechetEstimate], fake: FeatureSetStats, common: dict) -> dict:
         e = estimates["video"]
-        return {"fvd": make_value(e.value, e.n, e.interval(), common, interval_note(e))}
+        return {
+            "fvd": make_value(e.value, e.n, e.interval(), common, interval_note(e)),
+            "fvd_unbiased": unbiased_value(e, common, interval_note(e)),
+        }
