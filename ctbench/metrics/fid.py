@@ -26,7 +26,11 @@ from ctbench.weights import ResolvedWeights
 
 
 class TriPlanarFID(FeatureMetric):
-    """FID on the three slice planes. ``slice_step`` > 1 keeps every k-th slice (tests only; recorded)."""
+    """FID on the three slice planes. ``slice_step`` > 1 keeps every k-th slice (tests only; recorded).
+
+    ``bf16`` (autocast) and ``tf32`` (TensorFloat-32 convolutions and matmuls on CUDA; off otherwise) are speed
+    options, recorded in :meth:`options` and so never compared with fp32 statistics.
+    """
 
     name = "fid"
     version = "1"
@@ -47,21 +51,35 @@ class TriPlanarFID(FeatureMetric):
     extractor_name = InceptionFeatures.name
     preprocessing = PREPROCESSING
 
-    def __init__(self, groups: int = DEFAULT_GROUPS, slice_step: int = 1, compile: bool = False, bf16: bool = False):
+    def __init__(
+        self,
+        groups: int = DEFAULT_GROUPS,
+        slice_step: int = 1,
+        compile: bool = False,
+        bf16: bool = False,
+        tf32: bool = False,
+    ):
         super().__init__(groups)
         if slice_step < 1:
             raise ValueError("slice_step must be >= 1")
         self.slice_step = slice_step
         self.compile = compile
         self.bf16 = bf16
+        self.tf32 = tf32
 
     def options(self) -> dict[str, Any]:
-        return {"slice_step": self.slice_step, "bf16": self.bf16}
+        return {"slice_step": self.slice_step, "bf16": self.bf16, "tf32": self.tf32}
 
     def build_extractor(self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None):
         dev = torch.device(device)
         return InceptionFeatures(
-            weights.path, dev, batch_size, compile=self.compile, channels_last=dev.type == "cuda", bf16=self.bf16
+            weights.path,
+            dev,
+            batch_size,
+            compile=self.compile,
+            channels_last=dev.type == "cuda",
+            bf16=self.bf16,
+            tf32=self.tf32,
         )
 
     def features(self, extractor: InceptionFeatures, volumes: torch.Tensor) -> Iterator:
