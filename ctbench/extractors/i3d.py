@@ -20,6 +20,7 @@ from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d
 
 from ctbench.core.errors import MetricUnavailable
 from ctbench.extractors.slicing import axial_frames, quantise_uint8
+from ctbench.extractors.tf32 import tensorflow_tf32
 
 FRAME_SIZE = 224
 PREPROCESSING = (
@@ -67,14 +68,18 @@ class I3DFeatures:
     """Callable: volumes ``(N, 1, 64, 128, 128)`` in [-1, 1] → I3D logits ``(N, 400)`` float32 on the CPU.
 
     ``module`` is a SavedModel folder, or a TF-Hub handle that tensorflow_hub resolves (from
-    ``TFHUB_CACHE_DIR`` when it is cached there; nothing is downloaded by ctbench's metrics).
+    ``TFHUB_CACHE_DIR`` when it is cached there; nothing is downloaded by ctbench's metrics). TensorFlow's
+    TF32 execution is off while the module runs unless ``tf32`` (:mod:`ctbench.extractors.tf32`).
     """
 
     name = "i3d-kinetics-400"
     dim = 400
 
-    def __init__(self, module: str | Path, device: str | torch.device = "cpu", batch_size: int | None = None):
+    def __init__(
+        self, module: str | Path, device: str | torch.device = "cpu", batch_size: int | None = None, tf32: bool = False
+    ):
         self.tf, hub = import_tensorflow()
+        self.tf32 = tf32
         self.device = torch.device(device)
         self.batch_size = batch_size or 8
         # same GPU as torch (e.g. this rank's under torchrun); TF numbers visible GPUs as CUDA does
@@ -88,7 +93,7 @@ class I3DFeatures:
         out = []
         for chunk in volumes.split(self.batch_size):
             videos = preprocess_videos(chunk.cpu()).contiguous().numpy()
-            with self.tf.device(self.tf_device):
+            with self.tf.device(self.tf_device), tensorflow_tf32(self.tf, self.tf32):
                 logits = self._fn(self.tf.constant(videos))["default"]
             out.append(torch.from_numpy(logits.numpy()).float())
         if not out:

@@ -8,7 +8,8 @@ to pool3 (torch-fidelity's own layers, in its order). The features are bit-ident
 costs a third. Batches run on the chosen device, optionally compiled (``torch.compile``), channels-last, or
 under bf16 autocast (speed options; fp32 is the reference). bf16 features stay within
 :data:`BF16_FEATURE_TOLERANCE` of fp32 (tested on the CPU, where torch's autocast also runs in bf16); it is a
-separate provenance option, so bf16 statistics are never compared with fp32 ones.
+separate provenance option, so bf16 statistics are never compared with fp32 ones. TF32 is off while the
+network runs unless ``tf32`` is set (:mod:`ctbench.extractors.tf32`; also a provenance option).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+from ctbench.extractors.tf32 import torch_tf32
 
 INPUT_SIZE = 299
 PREPROCESSING = (
@@ -74,12 +77,14 @@ class InceptionFeatures:
         compile: bool = False,
         channels_last: bool = False,
         bf16: bool = False,
+        tf32: bool = False,
     ):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         self.device = torch.device(device)
         self.batch_size = batch_size or default_batch_size(self.device)
         self.bf16 = bf16
+        self.tf32 = tf32
         try:
             net = FeatureExtractorInceptionV3(self.name, ["2048"], feature_extractor_weights_path=str(weights_path))
         except (RuntimeError, KeyError, OSError) as exc:
@@ -99,7 +104,7 @@ class InceptionFeatures:
             x = preprocess(chunk.to(self.device, non_blocking=True))
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            with torch_tf32(self.tf32), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 features = self._forward(x)
             out.append(features.float().cpu())
         if not out:

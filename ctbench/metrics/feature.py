@@ -11,8 +11,10 @@ biased upwards; it carries ``rank_deficient=True`` and a note naming the side an
 (``fid_mean`` and any key built from several streams: when any of its streams is).
 
 Intervals: the generated volumes are split into K disjoint groups (volume ``i`` → group ``i % K``, with
-``i`` the sample index the caller passes, so sharding does not change the groups); each replicate leaves one
-group out; the 95% interval is ``value ± 1.96·se_jackknife``. The real side is held fixed.
+``i`` the global sample index the caller passes, so sharding does not change the groups); each replicate
+leaves one group out; the 95% interval is ``value ± 1.96·se_jackknife``. The real side is held fixed.
+The ``*_unbiased`` values are the jackknife bias-corrected distances ``K·θ − (K−1)·mean(θ_−k)`` from the same
+replicates, with the interval ``± 1.96·se_jackknife`` around them (:meth:`FrechetEstimate.unbiased`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ SAVE_PROGRESS_EVERY_S = 60.0
 """An interrupted reference computation resumes from its last save (``<key>.partial.npz``), at most this old."""
 
 INTERVAL_METHOD = "grouped jackknife over generated volumes (K groups, i % K), 95% normal; real side fixed"
+
+UNBIASED_METHOD = (
+    "grouped jackknife bias correction K*value - (K-1)*mean(leave-one-group-out values) +- 1.96 se_jackknife "
+    "(K groups, i % K), 95% normal, not clipped at 0; real side fixed"
+)
 
 _COMPARED = ("metric", "metric_version", "extractor", "weights_sha256", "preprocessing", "options")
 """Provenance fields that must agree between the generated and the real statistics."""
@@ -300,3 +307,14 @@ def make_value(value: float, n: int, interval: tuple[float, float] | None, commo
         note=note,
         **common,
     )
+
+
+def unbiased_value(estimate: FrechetEstimate, common: dict, note: str) -> MetricValue:
+    """The bias-corrected value of ``estimate`` with its interval; value None (missing) with fewer than 2 groups."""
+    centre = estimate.unbiased()
+    value = make_value(0.0 if centre is None else centre, estimate.n, estimate.unbiased_interval(), common, note)
+    if centre is None:
+        value.value = None
+    else:
+        value.interval_method = UNBIASED_METHOD
+    return value

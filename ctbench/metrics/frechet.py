@@ -80,6 +80,10 @@ class FrechetReference:
         return self.distance(stats.mean, stats.cov)
 
 
+Z95 = 1.959964
+"""Two-sided 95% quantile of the standard normal distribution."""
+
+
 @dataclass
 class FrechetEstimate:
     """A Fréchet distance with its grouped-jackknife replicates (empty when fewer than 2 groups hold data)."""
@@ -88,10 +92,28 @@ class FrechetEstimate:
     n: int
     replicates: list[float]
 
-    def interval(self, z: float = 1.959964) -> tuple[float, float] | None:
+    def interval(self, z: float = Z95) -> tuple[float, float] | None:
         """Normal 95% interval ``value ± z·se`` with the delete-a-group jackknife standard error."""
         se = jackknife_se(self.replicates)
         return None if se is None else (max(self.value - z * se, 0.0), self.value + z * se)
+
+    def unbiased(self) -> float | None:
+        """Jackknife bias-corrected distance ``K·θ − (K−1)·mean(θ_−k)`` over the K replicates; None for K < 2.
+
+        The plug-in distance is biased upwards by a term close to ``a / n`` for a set of n samples; a replicate
+        (n·(K−1)/K samples with equal groups) carries ``a·K / ((K−1)·n)``, so the combination cancels the
+        ``1/n`` term. It removes the generated side's bias only (the real side is held fixed) and is not
+        clipped: a value below 0 means the sets are indistinguishable at this N.
+        """
+        k = len(self.replicates)
+        if k < 2:
+            return None
+        return float(k * self.value - (k - 1) * np.mean(self.replicates))
+
+    def unbiased_interval(self, z: float = Z95) -> tuple[float, float] | None:
+        """Normal 95% interval ``unbiased ± z·se`` (the same jackknife standard error), not clipped at 0."""
+        centre, se = self.unbiased(), jackknife_se(self.replicates)
+        return None if centre is None or se is None else (centre - z * se, centre + z * se)
 
 
 def jackknife_se(replicates: list[float]) -> float | None:

@@ -1,32 +1,47 @@
-"""FVD: I3D Fréchet distance of volumes seen as 64-frame videos (:mod:`ctbench.extractors.i3d`)."""
+"""FVD: I3D Fréchet distance of volumes seen as 64-frame videos (:mod:`ctbench.extractors.i3d`), and its
+grouped-jackknife bias-corrected twin ``fvd_unbiased``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ctbench.extractors.i3d import PREPROCESSING, I3DFeatures, import_tensorflow
 from ctbench.metrics.contract import Key
-from ctbench.metrics.feature import FeatureMetric, interval_note, make_value
+from ctbench.metrics.feature import DEFAULT_GROUPS, FeatureMetric, interval_note, make_value, unbiased_value
 from ctbench.metrics.frechet import FrechetEstimate
 from ctbench.stats import FeatureSetStats
 from ctbench.weights import ResolvedWeights, resolve, tfhub_module_dir
 
 
 class FVD(FeatureMetric):
-    """Fréchet video distance with the TF-Hub I3D (Kinetics-400) logits; ``n`` is the number of volumes."""
+    """Fréchet video distance with the TF-Hub I3D (Kinetics-400) logits; ``n`` is the number of volumes.
+
+    ``tf32``: let TensorFlow run I3D in TensorFloat-32 on CUDA (off otherwise; recorded in :meth:`options`).
+    """
 
     name = "fvd"
     version = "1"
     summary = "FVD: I3D (Kinetics-400) Fréchet distance of volumes read as 64-frame videos of axial slices"
-    keys = (Key("fvd", "lower", description="Fréchet video distance on I3D logits", rank=2),)
+    keys = (
+        Key("fvd", "lower", description="Fréchet video distance on I3D logits", rank=2),
+        Key("fvd_unbiased", "lower", description="fvd with its 1/N bias removed (grouped jackknife)"),
+    )
     streams = ("video",)
     dim = I3DFeatures.dim
     weights = ("i3d-kinetics-400",)
     extractor_name = I3DFeatures.name
     preprocessing = PREPROCESSING
+
+    def __init__(self, groups: int = DEFAULT_GROUPS, tf32: bool = False):
+        super().__init__(groups)
+        self.tf32 = tf32
+
+    def options(self) -> dict[str, Any]:
+        return {"tf32": self.tf32}
 
     def resolve_weights(self, unverified_ok: bool = False) -> ResolvedWeights:
         weights = resolve(self.weights[0], unverified_ok=unverified_ok)
@@ -39,11 +54,14 @@ class FVD(FeatureMetric):
         handle = weights.spec.handle
         # Found in TFHUB_CACHE_DIR: load through the handle so tensorflow_hub resolves it itself.
         module: str | Path = handle if handle and weights.path == tfhub_module_dir(handle) else weights.path
-        return I3DFeatures(module, device, batch_size)
+        return I3DFeatures(module, device, batch_size, tf32=self.tf32)
 
     def features(self, extractor: I3DFeatures, volumes: torch.Tensor) -> Iterator:
         yield "video", extractor(volumes), torch.arange(volumes.shape[0])
 
     def values(self, estimates: dict[str, FrechetEstimate], fake: FeatureSetStats, common: dict) -> dict:
         e = estimates["video"]
-        return {"fvd": make_value(e.value, e.n, e.interval(), common, interval_note(e))}
+        return {
+            "fvd": make_value(e.value, e.n, e.interval(), common, interval_note(e)),
+            "fvd_unbiased": unbiased_value(e, common, interval_note(e)),
+        }

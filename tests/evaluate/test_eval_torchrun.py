@@ -1,4 +1,5 @@
-"""Under torchrun each rank samples its share; the gathered record equals the single-process one."""
+"""Under torchrun each rank samples its share; the gathered record equals the single-process one, values and
+intervals alike (the FID run checks that jackknife groups follow the global sample index, not a rank's count)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,16 @@ from ctbench.evaluate import EvalOptions, evaluate
 from ctbench.record import read_record
 
 BIN = Path(sys.executable).parent
+TORCHRUN = str(BIN / "torchrun") if (BIN / "torchrun").exists() else shutil.which("torchrun")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (BIN / "torchrun").exists() and not shutil.which("torchrun"), reason="torchrun not installed")
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed")
 def test_two_ranks_match_one_process(prepared_dir, tmp_path):
     metrics = "diversity,intensity,memorisation"
     args = ["-g", "noise", "--data", str(prepared_dir), "--num-samples", "5", "--seed", "2", "--metrics", metrics]
-    torchrun = str(BIN / "torchrun") if (BIN / "torchrun").exists() else shutil.which("torchrun")
     res = subprocess.run(
-        [torchrun, "--standalone", "--nproc-per-node", "2", str(BIN / "ctbench"), "evaluate", *args,
+        [TORCHRUN, "--standalone", "--nproc-per-node", "2", str(BIN / "ctbench"), "evaluate", *args,
          "--out", str(tmp_path / "ddp"), "--batch-size", "2"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -55,3 +56,59 @@ def test_two_ranks_match_one_process(prepared_dir, tmp_path):
     assert [(w["sample"], w["train_case"]) for w in worst] == [
         (w["sample"], w["train_case"]) for w in single["artifacts"]["memorisation_worst"]
     ]
+
+
+FID_RUN = """
+import sys
+from ctbench.evaluate import EvalOptions, evaluate
+evaluate(EvalOptions(**eval(sys.argv[1])))
+"""
+
+
+@pytest.fixture()
+def installed_inception(inception_weights, tmp_path, monkeypatch):
+    """Random InceptionV3 weights imported (unverified) into this test's own cache, seen by subprocesses too."""
+    from ctbench.weights import import_weights
+
+    root = tmp_path / "ctbench-cache"
+    monkeypatch.setenv("CTBENCH_CACHE", str(root))
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
+    return import_weights(inception_weights, "inception-v3-compat", unverified_ok=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed")
+def test_two_ranks_fid_values_and_intervals_match_one_process(prepared_dir, tmp_path, installed_inception):
+    """FID (random weights, every 32nd slice) of 5 noise volumes on 2 ranks (samples 0-2 and 3-4) and on one.
+
+    Each run computes its own reference statistics (no cache; sharded in the torchrun run). Were jackknife groups
+    taken from a rank's own count, rank 1's volumes 3 and 4 would join the groups of 0 and 1: fewer replicates,
+    another interval.
+    """
+    opts = dict(
+        data=str(prepared_dir), generator="noise", n=5, seed=2, metrics=["fid"], split="train", batch_size=2,
+        unverified_weights=True, metric_options={"fid": {"slice_step": 32}}, montage_volumes=0, cache=False,
+    )  # fmt: skip
+    script = tmp_path / "fid_run.py"
+    script.write_text(FID_RUN)
+    ddp_opts = repr({**opts, "out": str(tmp_path / "ddp")})
+    res = subprocess.run(
+        [TORCHRUN, "--standalone", "--nproc-per-node", "2", str(script), ddp_opts],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    (path,) = (tmp_path / "ddp").glob("*.json")
+    ddp = json.loads(path.read_text())
+    assert ddp["sampling"]["world_size"] == 2
+    single = read_record(evaluate(EvalOptions(**opts, out=str(tmp_path / "one"))))
+    assert ddp["run_id"] == single["run_id"]
+    assert set(single["metrics"]) == {f"fid_{k}{s}" for k in ("mean", "xy", "xz", "yz") for s in ("", "_unbiased")}
+    # features differ in the last float32 bits with the batch composition and thread count, hence rel=1e-6
+    for key, value in single["metrics"].items():
+        assert "replicates=5" in value["note"] or key.startswith("fid_mean"), (key, value["note"])
+        for field in ("value", "interval", "n", "note", "interval_method"):
+            want, got = value[field], ddp["metrics"][key][field]
+            if field in ("value", "interval"):
+                assert want is not None and got == pytest.approx(want, rel=1e-6), (key, field, got, want)
+            else:
+                assert got == want, (key, field)

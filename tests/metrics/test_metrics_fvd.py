@@ -40,7 +40,7 @@ def test_fvd_needs_override_while_unpinned(i3d_standin):
 def test_fvd_score_sharding_and_interval(i3d_standin, volumes):
     import_weights(i3d_standin, unverified_ok=True)
     fvd = get_metric("fvd", groups=3)
-    assert fvd.key_names() == ("fvd",) and fvd.keys[0].direction == "lower"
+    assert fvd.key_names() == ("fvd", "fvd_unbiased") and [k.direction for k in fvd.keys] == ["lower"] * 2
     real_vols = torch.cat([volumes, volumes.flip(3)])  # 6 volumes
     fake_vols = (real_vols * 0.7).clamp(-1, 1)
 
