@@ -65,7 +65,7 @@ evaluate(EvalOptions(**eval(sys.argv[1])))
 """
 
 
-@pytest.fixture()
+@pytest.fixture
 def installed_inception(inception_weights, tmp_path, monkeypatch):
     """Random InceptionV3 weights imported (unverified) into this test's own cache, seen by subprocesses too."""
     from ctbench.weights import import_weights

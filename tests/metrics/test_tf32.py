@@ -16,7 +16,7 @@ def flags() -> tuple[bool, bool]:
     return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
 
 
-@pytest.fixture()
+@pytest.fixture
 def saved_flags():
     before = flags()
     yield before
