@@ -69,6 +69,7 @@ def test_feature_metric_with_unverified_weights_is_recorded_and_unranked(prepare
     assert "fvd" in run and "fid" not in run and set(skipped) == {"fid"}
 
 
+@pytest.mark.timeout(600)
 def test_fid_end_to_end_with_random_weights(prepared_dir, tmp_path, installed_inception, inception_weights):
     """Tri-planar FID through `evaluate`: every recorded field, and real held-out volumes beat noise on every plane."""
     base = dict(

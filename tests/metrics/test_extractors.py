@@ -106,6 +106,7 @@ def test_batch_size_independence_and_determinism(extractor, inception_weights, s
     torch.testing.assert_close(extractor(three), extractor(three), rtol=0, atol=0)
 
 
+@pytest.mark.timeout(600)
 def test_bf16_autocast_runs_and_stays_within_its_stated_tolerance(extractor, inception_weights):
     """The bf16 path (CPU autocast here, CUDA in production) is alive, really bf16, and close to fp32.
 

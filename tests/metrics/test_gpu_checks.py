@@ -18,6 +18,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_checks.py"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_gpu_checks_tiny_runs_every_step_and_reports(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "CTBENCH_GPU_CHECKS_TINY": "1"}  # the environment variable form of --tiny

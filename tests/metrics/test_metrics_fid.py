@@ -53,6 +53,7 @@ def test_unverified_weights_need_the_override(fid):
         fid.statistics_accumulator()
 
 
+@pytest.mark.timeout(600)
 def test_sharded_statistics_equal_single_pass_and_score(fid, volumes):
     vols = volumes[:2]
     whole = _accumulate(fid, [(vols, [0, 1])])
@@ -214,6 +215,7 @@ def _reference_worker(rank: int, world: int, init_file: str, prepared: str, out:
         dist.destroy_process_group()
 
 
+@pytest.mark.timeout(600)
 def test_reference_under_torch_distributed_equals_one_process(prepared_dir, installed_inception, tmp_path):
     """Two gloo ranks split the batches, all-reduce, and both return the single-process statistics."""
     import torch.multiprocessing as mp
