@@ -77,6 +77,7 @@ def installed_inception(inception_weights, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed")
 def test_two_ranks_fid_values_and_intervals_match_one_process(prepared_dir, tmp_path, installed_inception):
     """FID (random weights, every 32nd slice) of 5 noise volumes on 2 ranks (samples 0-2 and 3-4) and on one.
