@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ctbench.core.cache import KeyedCache, cache_root, read_npz, write_npz
+from ctbench.feature_sample import FeatureSample
 
 
 class FeatureStats:
@@ -130,31 +131,38 @@ class FeatureSetStats:
 
     ``streams`` maps a stream name (``xy``, ``xz``, ``yz`` for FID; ``video`` for FVD) to its statistics;
     ``n_volumes`` counts the volumes behind them; ``provenance`` records metric, extractor, weights and
-    preprocessing, and must agree between the two sides of a comparison.
+    preprocessing, and must agree between the two sides of a comparison. ``samples`` holds, per stream, the
+    seeded sample of feature vectors the kernel metrics need (:class:`~ctbench.feature_sample.FeatureSample`);
+    ``padding`` counts per stream ``[blank, total]`` slices (or video frames) seen, blank ones being pure padding.
     """
 
     streams: dict[str, GroupedStats]
     n_volumes: int = 0
     provenance: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, FeatureSample] = field(default_factory=dict)
+    padding: dict[str, list[int]] = field(default_factory=dict)
 
     def merge(self, other: FeatureSetStats) -> FeatureSetStats:
         """Statistics of both sets together; refuses sets made with different provenance."""
         if other.provenance != self.provenance:
             raise ValueError(f"cannot merge statistics of different provenance: {self.provenance} "
                              f"vs {other.provenance}")
-        if set(other.streams) != set(self.streams):
+        if set(other.streams) != set(self.streams) or set(other.samples) != set(self.samples):
             raise ValueError(f"streams differ: {sorted(self.streams)} vs {sorted(other.streams)}")
         return FeatureSetStats(
             {k: v.merge(other.streams[k]) for k, v in self.streams.items()},
             self.n_volumes + other.n_volumes,
             dict(self.provenance),
+            {k: v.merge(other.samples[k]) for k, v in self.samples.items()},
+            _add_padding(self.padding, other.padding),
         )
 
     def all_reduce(self, group: Any = None) -> None:
         """Sum the statistics over all ranks of ``torch.distributed`` in place (every rank gets the union).
 
         Each rank must hold the same streams and K; tensors travel in float64 on the default device of
-        the backend (CPU for gloo, the current CUDA device for nccl).
+        the backend (CPU for gloo, the current CUDA device for nccl). Feature samples and padding counts travel
+        as objects (every rank gets the merged sample).
         """
         import torch.distributed as dist
 
@@ -170,13 +178,29 @@ class FeatureSetStats:
                 s.count = int(round(summed[0]))
                 s.total = summed[1 : 1 + s.dim].copy()
                 s.outer = summed[1 + s.dim :].reshape(s.dim, s.dim).copy()
+        parts: list[Any] = [None] * dist.get_world_size(group)
+        dist.all_gather_object(parts, (self.samples, self.padding), group=group)
+        samples, padding = parts[0]
+        for other_samples, other_padding in parts[1:]:
+            samples = {k: v.merge(other_samples[k]) for k, v in samples.items()}
+            padding = _add_padding(padding, other_padding)
+        self.samples, self.padding = samples, padding
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Every stream's grouped statistics as arrays, plus ``meta.json`` (volumes, provenance, streams)."""
+        """Every stream's grouped statistics and feature sample as arrays, plus ``meta.json`` (volumes,
+        provenance, streams, padding counts)."""
         arrays: dict[str, np.ndarray] = {}
         for name, stats in self.streams.items():
             arrays.update(stats.to_arrays(name))
-        meta = {"n_volumes": self.n_volumes, "provenance": self.provenance, "streams": sorted(self.streams)}
+        for name, sample in self.samples.items():
+            arrays.update(sample.to_arrays(name))
+        meta = {
+            "n_volumes": self.n_volumes,
+            "provenance": self.provenance,
+            "streams": sorted(self.streams),
+            "samples": sorted(self.samples),
+            "padding": self.padding,
+        }
         arrays["meta.json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
         return arrays
 
@@ -186,9 +210,10 @@ class FeatureSetStats:
         try:
             meta = json.loads(bytes(arrays["meta.json"]).decode())
             streams = {name: GroupedStats.from_arrays(arrays, name) for name in meta["streams"]}
+            samples = {name: FeatureSample.from_arrays(arrays, name) for name in meta.get("samples", [])}
         except (KeyError, ValueError) as exc:
             raise ValueError(f"{source}: not a ctbench statistics file ({exc})") from exc
-        return cls(streams, int(meta["n_volumes"]), meta["provenance"])
+        return cls(streams, int(meta["n_volumes"]), meta["provenance"], samples, meta.get("padding", {}))
 
     def save(self, path: str | Path) -> Path:
         """Write as ``.npz`` (atomically); with ``provenance["cache_fields"]`` it is also a valid cache entry."""
@@ -202,6 +227,11 @@ class FeatureSetStats:
         except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a ctbench statistics file ({exc})") from exc
         return cls.from_arrays(arrays, path)
+
+
+def _add_padding(a: dict[str, list[int]], b: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Stream-wise sum of ``[blank, total]`` counts."""
+    return {k: [a.get(k, [0, 0])[i] + b.get(k, [0, 0])[i] for i in (0, 1)] for k in sorted({*a, *b})}
 
 
 def stats_cache_dir(metric: str) -> Path:

@@ -13,13 +13,13 @@ from ctbench.evaluate.options import EvalOptions
 _D = EvalOptions()
 
 
-def _overrides(pairs: tuple[str, ...]) -> dict:
-    """``key.sub=value`` pairs (values parsed as YAML) → nested dict."""
+def key_values(pairs: tuple[str, ...], option: str = "--set", example: str = "sampler.steps=50") -> dict:
+    """``key.sub=value`` pairs (values parsed as YAML) → nested dict; ``option`` and ``example`` for errors."""
     out: dict = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE (e.g. sampler.steps=50)", param_hint="--set")
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE (e.g. {example})", param_hint=option)
         node = out
         *parents, leaf = key.split(".")
         for p in parents:
@@ -57,6 +57,18 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--save-samples", is_flag=True, help="Also write the samples as NIfTI in HU under OUT/samples/RUN_ID/.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override (repeatable).")
 @click.option("--unverified-weights", is_flag=True, help="Allow feature weights whose sha256 differs (unranked).")
+@click.option(
+    "--slices",
+    type=click.Choice(["all", "body"]),
+    help="FID slices: all (the protocol's, default) or body (slices that are pure padding left out on both sides).",
+)
+@click.option(
+    "--metric-option",
+    "metric_opts",
+    multiple=True,
+    metavar="METRIC.KEY=VALUE",
+    help="A metric's option, e.g. fid.kid_subset_size=500 (repeatable; recorded, part of the comparability key).",
+)
 @click.option(
     "--diversity-volumes",
     type=click.IntRange(min=2),
@@ -97,7 +109,7 @@ def evaluate(**kw: Any) -> None:
             generator=kw["generator"],
             samples=kw["samples"],
             checkpoint=kw["checkpoint"],
-            overrides=_overrides(kw["sets"]),
+            overrides=key_values(kw["sets"]),
             n=kw["n"],
             seed=kw["seed"],
             metrics=[m.strip() for m in kw["metrics"].split(",") if m.strip()] if kw["metrics"] else None,
@@ -111,6 +123,7 @@ def evaluate(**kw: Any) -> None:
             montage_volumes=kw["montage_volumes"],
             force=kw["force"],
             cache=not kw["no_cache"],
+            metric_options=metric_options(kw["metric_opts"], kw["slices"]),
         )
     try:
         path = run(opts, argv=default_argv())
@@ -129,9 +142,21 @@ def evaluate(**kw: Any) -> None:
             shown = "—" + (f"  ({value['note']})" if value.get("note") else "")
         else:
             shown = f"{v:.4g}" + (f"  [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
+            shown += "  (rank-deficient: compare only at equal N)" if value.get("rank_deficient") else ""
         click.echo(f"  {key:<14} {shown}")
     for name, reason in record["skipped"].items():
         click.echo(f"  {name:<14} skipped: {reason.splitlines()[0]}")
+
+
+def metric_options(pairs: tuple[str, ...], slices: str | None) -> dict[str, dict[str, Any]]:
+    """``--metric-option METRIC.KEY=VALUE`` pairs and ``--slices`` → ``{metric: {option: value}}``."""
+    options = key_values(pairs, "--metric-option", "fid.kid_subset_size=500")
+    for metric, value in options.items():
+        if not isinstance(value, dict):
+            raise click.BadParameter(f"{metric}={value!r}: expected METRIC.KEY=VALUE", param_hint="--metric-option")
+    if slices is not None:
+        options.setdefault("fid", {})["slices"] = slices
+    return options
 
 
 @click.command()

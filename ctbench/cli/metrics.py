@@ -26,6 +26,9 @@ from ctbench.core.errors import MetricUnavailable
               help="Put exported statistics into the cache (no PREPARED_DIR needed).")
 @click.option("--unverified-weights", is_flag=True, help="Accept weights whose sha256 is not the pinned one; "
               "results are marked unverified and the leaderboard will not rank them.")
+@click.option("--slices", type=click.Choice(["all", "body"]), help="FID slices: all (default) or body (no padding).")
+@click.option("--metric-option", "metric_opts", multiple=True, metavar="METRIC.KEY=VALUE",
+              help="A metric's option, e.g. fid.kid_max_samples=20000 (repeatable; must match the evaluation's).")
 def stats(
     prepared_dir: Path | None,
     split: str,
@@ -36,8 +39,11 @@ def stats(
     export_dir: Path | None,
     import_files: tuple[Path, ...],
     unverified_weights: bool,
+    slices: str | None,
+    metric_opts: tuple[str, ...],
 ) -> None:
     """Compute (once) and cache the real set's statistics for FID/FVD, keyed by content."""
+    from ctbench.cli.evaluate import metric_options
     from ctbench.data.prepared import load_manifest
     from ctbench.metrics import get_metric
     from ctbench.metrics.feature import FeatureMetric
@@ -55,7 +61,8 @@ def stats(
         return
     try:
         manifest = load_manifest(prepared_dir)
-        chosen = {name: get_metric(name) for name in metrics or _feature_metrics()}
+        options = metric_options(metric_opts, slices)
+        chosen = {name: get_metric(name, **options.get(name, {})) for name in metrics or _feature_metrics()}
     except (KeyError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     unavailable = []
@@ -69,7 +76,7 @@ def stats(
             click.echo(f"{name}: not computed: {exc}", err=True)
             unavailable.append(name)
             continue
-        counts = ", ".join(f"{s}: N={g.total().count}" for s, g in ref.streams.items())
+        counts = ", ".join(f"{s}: N={g.total().count}" + _padding(ref.padding.get(s)) for s, g in ref.streams.items())
         flag = "" if ref.provenance.get("verified") else " [UNVERIFIED weights]"
         click.echo(f"{name} {split}: {ref.n_volumes} volumes ({counts}){flag}")
         if export_dir is not None:
@@ -77,6 +84,11 @@ def stats(
             click.echo(f"  exported to {out}")
     if unavailable:
         raise click.ClickException(f"no statistics for: {', '.join(unavailable)} (see above)")
+
+
+def _padding(counts: list[int] | None) -> str:
+    """`` (31% padding)``: the share of a stream's slices that were pure padding, or nothing if none were."""
+    return f" ({counts[0] / counts[1]:.0%} padding)" if counts and counts[0] else ""
 
 
 def _feature_metrics() -> list[str]:

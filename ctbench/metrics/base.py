@@ -29,6 +29,9 @@ class MetricValue:
     singular and the value strongly biased upwards (the note names the side and both numbers)."""
     metric_version: str = "1"
     note: str | None = None
+    padding: dict[str, float | None] | None = None
+    """FID/FVD/KID/KVD: fraction of the slices (video frames) behind the value that were pure padding, per side
+    (``{"generated": 0.31, "real": 0.28}``); None for metrics without slices."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

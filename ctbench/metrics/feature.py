@@ -1,9 +1,16 @@
-"""What FID and FVD share: weights check, feature accumulation, reference statistics, Fréchet scoring.
+"""What FID and FVD share: weights check, feature accumulation, reference statistics, Fréchet and kernel scoring.
 
 A :class:`FeatureMetric` turns volumes into one or more feature streams (FID: the ``xy``, ``xz``, ``yz``
-slice planes; FVD: ``video``), accumulates grouped sufficient statistics per stream
-(:class:`~ctbench.stats.FeatureSetStats`), and scores a generated set against the real one with the
-Fréchet distance and a grouped-jackknife interval.
+slice planes; FVD: ``video``), accumulates per stream grouped sufficient statistics, a seeded sample of the
+feature vectors (at most ``kid_max_samples`` rows, :class:`~ctbench.feature_sample.FeatureSample`) and the count
+of pure-padding slices (:class:`~ctbench.stats.FeatureSetStats`), and scores a generated set against the real
+one with the Fréchet distance and the kernel distance (KID/KVD, :mod:`ctbench.metrics.kernel`), each with a
+grouped-jackknife interval.
+
+Padding: a slice (an FVD frame) is *blank* when its 8-bit image, the one the feature network sees, is 0
+everywhere — every voxel below ``-1 + 1/255`` in [-1, 1], which is what the protocol's air padding becomes (and
+slices lying wholly in air outside the body). Every value records the blank fraction on each side
+(``MetricValue.padding``); FID's ``slices="body"`` leaves blank slices out on both sides.
 
 Sample-size honesty: a value whose generated or real side has fewer samples than the feature dimension
 (FID: 2048 slices per plane; FVD: 400 volumes) has a singular covariance on that side and is strongly
@@ -22,6 +29,7 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +39,11 @@ import torch
 from ctbench.core.distributed import rank_and_world
 from ctbench.core.progress import progress_bar
 from ctbench.extractors.slicing import check_volumes
+from ctbench.feature_sample import FeatureSample
 from ctbench.metrics.base import MetricValue
 from ctbench.metrics.contract import Accumulator, Metric, RunContext
 from ctbench.metrics.frechet import FrechetEstimate, FrechetReference, frechet_with_jackknife
+from ctbench.metrics.kernel import DEFAULT_SEED, DEFAULT_SUBSETS, KernelEstimate, KernelSizeError, kid
 from ctbench.stats import FeatureSetStats, GroupedStats, load_cached, load_partial, partial_path, store_cached
 from ctbench.weights import ResolvedWeights, resolve
 
@@ -56,12 +66,37 @@ UNBIASED_METHOD = (
     "(K groups, i % K), 95% normal, not clipped at 0; real side fixed"
 )
 
+KID_MAX_SAMPLES = 10_000
+"""Default cap on the feature rows kept per stream and side for KID/KVD (float16: 41 MB per 2048-d stream)."""
+
+KERNEL_METHOD = (
+    "grouped jackknife over generated volumes (K groups, i % K) of the subset-mean unbiased MMD^2, 95% normal, "
+    "not clipped; real side fixed"
+)
+
 _COMPARED = ("metric", "metric_version", "extractor", "weights_sha256", "preprocessing", "options")
 """Provenance fields that must agree between the generated and the real statistics."""
 
 
+@dataclass
+class StreamRows:
+    """One batch's feature rows of one stream, as :meth:`FeatureMetric.features` yields them.
+
+    ``features`` ``(M, dim)``; ``volume`` ``(M,)`` the index in the batch of each row's volume; ``position``
+    ``(M,)`` the row's slice index within its volume (0 for one row per volume); ``blank`` and ``total``: how many
+    of the batch's slices (FVD: frames) were pure padding, and how many there were, kept as rows or not.
+    """
+
+    stream: str
+    features: torch.Tensor
+    volume: torch.Tensor
+    position: torch.Tensor
+    blank: int
+    total: int
+
+
 class FeatureAccumulator(Accumulator):
-    """Feeds batches of volumes through a metric's extractor into grouped statistics."""
+    """Feeds batches of volumes through a metric's extractor into grouped statistics and feature samples."""
 
     def __init__(
         self,
@@ -74,7 +109,13 @@ class FeatureAccumulator(Accumulator):
         """``start``: statistics to continue from (an interrupted reference computation); else empty ones."""
         self.metric = metric
         self.extractor = extractor
-        empty = FeatureSetStats({s: GroupedStats(metric.dim, groups) for s in metric.streams}, 0, provenance)
+        empty = FeatureSetStats(
+            {s: GroupedStats(metric.dim, groups) for s in metric.streams},
+            0,
+            provenance,
+            {s: FeatureSample(metric.dim, metric.kid_max_samples, metric.kid_seed) for s in metric.streams},
+            {s: [0, 0] for s in metric.streams},
+        )
         self.stats = empty if start is None else start
         self._next_index = self.stats.n_volumes
 
@@ -98,8 +139,12 @@ class FeatureAccumulator(Accumulator):
             if idx.shape != (n,):
                 raise ValueError(f"got {len(idx)} indices for {n} volumes")
         self._next_index = int(idx.max()) + 1 if n else self._next_index
-        for stream, feats, vol in self.metric.features(self.extractor, volumes):
-            self.stats.streams[stream].update(feats, idx[vol.numpy()])
+        for rows in self.metric.features(self.extractor, volumes):
+            volume = idx[rows.volume.numpy()]
+            self.stats.streams[rows.stream].update(rows.features, volume)
+            self.stats.samples[rows.stream].update(rows.stream, rows.features, volume, rows.position.numpy())
+            counts = self.stats.padding[rows.stream]
+            counts[0], counts[1] = counts[0] + rows.blank, counts[1] + rows.total
         self.stats.n_volumes += n
 
     def result(self) -> FeatureSetStats:
@@ -114,38 +159,78 @@ class FeatureAccumulator(Accumulator):
 
 
 class FeatureMetric(Metric):
-    """A Fréchet metric over features of a pinned network. Subclasses fill in the class attributes below."""
+    """Fréchet and kernel distances over features of a pinned network. Subclasses fill in the class attributes.
+
+    Kernel options: ``kid_max_samples`` feature rows kept per stream and side (a seeded sample above it),
+    ``kid_seed`` (the row sample and the subset draws), ``kid_subset_size`` (None: 1000, a smaller side entering
+    whole; a number: every side must have that many rows) and ``kid_subsets`` (draws averaged above the subset size).
+    """
 
     streams: tuple[str, ...]
     dim: int
     extractor_name: str
     preprocessing: str
 
-    def __init__(self, groups: int = DEFAULT_GROUPS):
+    def __init__(
+        self,
+        groups: int = DEFAULT_GROUPS,
+        kid_max_samples: int = KID_MAX_SAMPLES,
+        kid_subset_size: int | None = None,
+        kid_subsets: int = DEFAULT_SUBSETS,
+        kid_seed: int = DEFAULT_SEED,
+    ):
         if groups < 1:
             raise ValueError(f"groups must be >= 1, got {groups}")
+        for name, value, least in (("kid_max_samples", kid_max_samples, 2), ("kid_subsets", kid_subsets, 1)):
+            if value < least:
+                raise ValueError(f"{name} must be >= {least}, got {value}")
+        if kid_subset_size is not None and not 2 <= kid_subset_size <= kid_max_samples:
+            raise ValueError(f"kid_subset_size must be between 2 and kid_max_samples ({kid_max_samples}), "
+                             f"got {kid_subset_size}")
+        if kid_seed < 0:
+            raise ValueError(f"kid_seed must be >= 0, got {kid_seed}")
         self.groups = groups
+        self.kid_max_samples = kid_max_samples
+        self.kid_subset_size = kid_subset_size
+        self.kid_subsets = kid_subsets
+        self.kid_seed = kid_seed
 
     # -- what subclasses provide
-    def options(self) -> dict[str, Any]:
-        """Metric options that change values (recorded in provenance and in the cache key)."""
+    def extraction_options(self) -> dict[str, Any]:
+        """Options that change the features or which rows are kept (recorded in provenance and the cache key)."""
         return {}
+
+    def options(self) -> dict[str, Any]:
+        """Every option that changes values (the comparability key): extraction, the row sample and KID's draws."""
+        return {
+            **self.sample_options(),
+            "kid_subset_size": self.kid_subset_size,
+            "kid_subsets": self.kid_subsets,
+        }
+
+    def sample_options(self) -> dict[str, Any]:
+        """:meth:`extraction_options` and what chooses the kept feature rows: both sides must share them."""
+        return {**self.extraction_options(), "kid_max_samples": self.kid_max_samples, "kid_seed": self.kid_seed}
 
     @abstractmethod
     def build_extractor(self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None) -> Any:
         """The feature network, loaded from ``weights``."""
 
     @abstractmethod
-    def features(self, extractor: Any, volumes: torch.Tensor) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
-        """Yield ``(stream, features (M, dim), volume index in the batch (M,))`` for a batch of volumes."""
+    def features(self, extractor: Any, volumes: torch.Tensor) -> Iterator[StreamRows]:
+        """Yield every stream's :class:`StreamRows` for a batch of volumes ``(N, 1, D, H, W)`` in [-1, 1]."""
 
     def key_streams(self, key: str) -> tuple[str, ...]:
         """The streams behind ``key``: those its name contains as a ``_`` part (``fid_xy`` → ``xy``), else all."""
         return tuple(s for s in self.streams if s in key.split("_")) or self.streams
 
     @abstractmethod
-    def values(self, estimates: dict[str, FrechetEstimate], fake: FeatureSetStats, common: dict) -> dict:
-        """Turn per-stream estimates into the reported :class:`MetricValue` per key."""
+    def frechet_values(self, estimates: dict[str, FrechetEstimate], fake: FeatureSetStats, common: dict) -> dict:
+        """Turn per-stream Fréchet estimates into the reported :class:`MetricValue` per key."""
+
+    @abstractmethod
+    def kernel_values(self, estimates: dict[str, KernelEstimate], fake: FeatureSetStats, common: dict) -> dict:
+        """Turn per-stream kernel (MMD²) estimates into the reported :class:`MetricValue` per key."""
 
     # -- shared machinery
     def check_ready(self, unverified_ok: bool = False) -> None:
@@ -163,7 +248,7 @@ class FeatureMetric(Metric):
             "weights_sha256": weights.sha256,
             "verified": weights.verified,
             "preprocessing": self.preprocessing,
-            "options": self.options(),
+            "options": self.sample_options(),
         }
 
     # -- the Metric contract
@@ -177,7 +262,7 @@ class FeatureMetric(Metric):
 
     def score(self, fake: Accumulator, reference: FeatureSetStats, ctx: RunContext) -> dict[str, MetricValue]:
         assert isinstance(fake, FeatureAccumulator)
-        return self.frechet(fake.result(), reference)
+        return self.distances(fake.result(), reference, ctx.device)
 
     # -- statistics
     def statistics_accumulator(
@@ -248,8 +333,14 @@ class FeatureMetric(Metric):
             store_cached(self.name, stats)
         return stats
 
-    def frechet(self, fake: FeatureSetStats, real: FeatureSetStats) -> dict[str, MetricValue]:
-        """Fréchet distance of every stream, with interval and N, as ``{key: MetricValue}`` for ``self.keys``."""
+    def distances(
+        self, fake: FeatureSetStats, real: FeatureSetStats, device: str | torch.device = "cpu"
+    ) -> dict[str, MetricValue]:
+        """Fréchet and kernel distance of every stream, with interval, N and padding, as ``{key: MetricValue}``.
+
+        Kernel values need the feature samples of both sides; without one (statistics saved without samples) they
+        are missing with a note. ``device``: where the kernel matrices are computed (float64).
+        """
         for k in _COMPARED:
             if fake.provenance.get(k) != real.provenance.get(k):
                 raise ValueError(
@@ -268,12 +359,44 @@ class FeatureMetric(Metric):
             "verified": verified,
             "metric_version": self.version,
         }
-        values = self.values(estimates, fake, common)
+        values = self.frechet_values(estimates, fake, common)
         for key, v in values.items():
             if v.value is not None and (note := self.rank_deficiency(self.key_streams(key), fake, real)):
                 v.rank_deficient = True
                 v.note = f"{v.note}; {note}" if v.note else note
+        values.update(self.kernel_distances(fake, real, common, device))
+        for key, v in values.items():
+            v.padding = {side: padding_fraction(stats, self.key_streams(key)) for side, stats in
+                         (("generated", fake), ("real", real))}
         return values
+
+    def kernel_distances(
+        self, fake: FeatureSetStats, real: FeatureSetStats, common: dict, device: str | torch.device
+    ) -> dict[str, MetricValue]:
+        """The kernel keys (KID/KVD) from both sides' feature samples; missing with the reason without them."""
+        missing = [side for side, stats in (("generated", fake), ("real", real)) if set(stats.samples) != set(
+            self.streams)]
+        if missing:
+            return self._missing_kernel_values(
+                fake, common, f"no feature sample on the {' and '.join(missing)} side (statistics saved without "
+                "one); recompute them with this version of ctbench")
+        estimates = {}
+        try:
+            for stream in self.streams:
+                x, y = fake.samples[stream], real.samples[stream]
+                estimates[stream] = kid(
+                    x.features, x.volume, y.features, fake.streams[stream].k, self.kid_subset_size,
+                    self.kid_subsets, self.kid_seed, device, label=f"{self.name} ({stream})",
+                )
+        except KernelSizeError as exc:  # the Fréchet values stand; the kernel keys say why they are missing
+            return self._missing_kernel_values(fake, common, str(exc))
+        return self.kernel_values(estimates, fake, common)
+
+    def _missing_kernel_values(self, fake: FeatureSetStats, common: dict, note: str) -> dict[str, MetricValue]:
+        out = self.kernel_values({s: KernelEstimate(0.0, 0, [], 0, (0, 0)) for s in self.streams}, fake, common)
+        for v in out.values():
+            v.value, v.n, v.interval, v.interval_method, v.note = None, None, None, None, note
+        return out
 
     def rank_deficiency(self, streams: Sequence[str], fake: FeatureSetStats, real: FeatureSetStats) -> str | None:
         """A note naming each side with fewer samples than ``self.dim`` in any of ``streams``, or None."""
@@ -289,6 +412,35 @@ class FeatureMetric(Metric):
             f"rank-deficient: fewer samples than the {self.dim} feature dimensions ({'; '.join(sides)}); "
             "the value is biased upwards, compare only at equal N"
         )
+
+
+def padding_fraction(stats: FeatureSetStats, streams: Sequence[str]) -> float | None:
+    """Fraction of the slices (frames) of ``streams`` that were pure padding, pooled; None if none were counted."""
+    blank = sum(stats.padding.get(s, [0, 0])[0] for s in streams)
+    total = sum(stats.padding.get(s, [0, 0])[1] for s in streams)
+    return blank / total if total else None
+
+
+def kernel_note(estimate: KernelEstimate, what: str) -> str:
+    """The record note of a kernel value: the rows used (``what``: slices, volumes), the draws, the replicates."""
+    m, n = estimate.sizes
+    drawn = (f"mean of {estimate.subsets} seeded subsets of {m} generated / {n} real {what}"
+             if estimate.subsets > 1 else f"every row: {m} generated / {n} real {what}")
+    return f"{drawn}; " + (f"jackknife replicates={len(estimate.replicates)}" if estimate.replicates
+                           else "interval needs >= 2 groups")
+
+
+def kernel_value(estimate: KernelEstimate, common: dict, note: str) -> MetricValue:
+    """One kernel key's :class:`MetricValue`: value, N, 95% interval (not clipped) and ``note``."""
+    interval = estimate.interval()
+    return MetricValue(
+        value=float(estimate.value),
+        n=int(estimate.n),
+        interval=interval,
+        interval_method=KERNEL_METHOD if interval is not None else None,
+        note=note,
+        **common,
+    )
 
 
 def interval_note(estimate: FrechetEstimate) -> str:

@@ -4,13 +4,17 @@ Per plane the slices of every volume (:mod:`ctbench.extractors.slicing`) go thro
 :class:`~ctbench.extractors.inception.InceptionFeatures`; ``fid_mean`` is the mean of the three planes (the
 "average slice FID" of the literature), its jackknife replicates the mean of the planes' replicates.
 Each ``fid_*`` has a ``fid_*_unbiased`` twin: the grouped-jackknife bias-corrected distance
-(:meth:`~ctbench.metrics.frechet.FrechetEstimate.unbiased`), with its interval.
-``n`` is the number of slices per plane (``fid_mean``: the number of volumes).
+(:meth:`~ctbench.metrics.frechet.FrechetEstimate.unbiased`), with its interval, and a ``kid_*`` twin: the kernel
+inception distance on the same features (:mod:`ctbench.metrics.kernel`; ``kid_mean`` the mean of the planes).
+``n`` is the number of slices per plane (``fid_mean``, ``kid_mean``: the number of volumes).
+
+``slices``: ``all`` (the protocol's: every slice) or ``body`` (blank slices — pure padding, see
+:mod:`ctbench.metrics.feature` — left out on both sides, before the network).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,22 +23,33 @@ import torch
 from ctbench.extractors.inception import PREPROCESSING, InceptionFeatures
 from ctbench.extractors.slicing import PLANES, plane_slices, quantise_uint8
 from ctbench.metrics.contract import Key
-from ctbench.metrics.feature import DEFAULT_GROUPS, FeatureMetric, interval_note, make_value, unbiased_value
+from ctbench.metrics.feature import (
+    DEFAULT_GROUPS,
+    FeatureMetric,
+    StreamRows,
+    interval_note,
+    kernel_note,
+    kernel_value,
+    make_value,
+    unbiased_value,
+)
 from ctbench.metrics.frechet import FrechetEstimate
+from ctbench.metrics.kernel import KernelEstimate
 from ctbench.stats import FeatureSetStats
 from ctbench.weights import ResolvedWeights
 
 
 class TriPlanarFID(FeatureMetric):
-    """FID on the three slice planes. ``slice_step`` > 1 keeps every k-th slice (tests only; recorded).
+    """FID and KID on the three slice planes. ``slice_step`` > 1 keeps every k-th slice (tests only; recorded);
+    ``slices`` ``all`` or ``body`` (blank slices left out); kernel options: :class:`FeatureMetric`.
 
     ``bf16`` (autocast) and ``tf32`` (TensorFloat-32 convolutions and matmuls on CUDA; off otherwise) are speed
     options, recorded in :meth:`options` and so never compared with fp32 statistics.
     """
 
     name = "fid"
-    version = "1"
-    summary = "tri-planar FID: InceptionV3 Fréchet distance on axial (xy), coronal (xz), sagittal (yz) slices"
+    version = "2"
+    summary = "tri-planar FID and KID: InceptionV3 Fréchet distance on axial (xy), coronal (xz), sagittal (yz) slices"
     keys = (
         Key("fid_mean", "lower", description="mean of the three planes' FID (the literature's slice FID)", rank=1),
         Key("fid_xy", "lower", description="FID of axial (xy) slices"),
@@ -44,6 +59,10 @@ class TriPlanarFID(FeatureMetric):
         Key("fid_xy_unbiased", "lower", description="fid_xy with its 1/N bias removed (grouped jackknife)"),
         Key("fid_xz_unbiased", "lower", description="fid_xz with its 1/N bias removed (grouped jackknife)"),
         Key("fid_yz_unbiased", "lower", description="fid_yz with its 1/N bias removed (grouped jackknife)"),
+        Key("kid_mean", "lower", description="mean of the three planes' KID (unbiased at any N)"),
+        Key("kid_xy", "lower", description="kernel inception distance (unbiased MMD², cubic kernel) of xy slices"),
+        Key("kid_xz", "lower", description="kernel inception distance (unbiased MMD², cubic kernel) of xz slices"),
+        Key("kid_yz", "lower", description="kernel inception distance (unbiased MMD², cubic kernel) of yz slices"),
     )
     streams = PLANES
     dim = InceptionFeatures.dim
@@ -58,17 +77,22 @@ class TriPlanarFID(FeatureMetric):
         compile: bool = False,
         bf16: bool = False,
         tf32: bool = False,
+        slices: str = "all",
+        **kernel_options: Any,
     ):
-        super().__init__(groups)
+        super().__init__(groups, **kernel_options)
         if slice_step < 1:
             raise ValueError("slice_step must be >= 1")
+        if slices not in SLICES:
+            raise ValueError(f"slices must be one of {', '.join(SLICES)}; got {slices!r}")
         self.slice_step = slice_step
+        self.slices = slices
         self.compile = compile
         self.bf16 = bf16
         self.tf32 = tf32
 
-    def options(self) -> dict[str, Any]:
-        return {"slice_step": self.slice_step, "bf16": self.bf16, "tf32": self.tf32}
+    def extraction_options(self) -> dict[str, Any]:
+        return {"slice_step": self.slice_step, "slices": self.slices, "bf16": self.bf16, "tf32": self.tf32}
 
     def build_extractor(
         self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None
@@ -84,13 +108,20 @@ class TriPlanarFID(FeatureMetric):
             tf32=self.tf32,
         )
 
-    def features(self, extractor: InceptionFeatures, volumes: torch.Tensor) -> Iterator:
+    def features(self, extractor: InceptionFeatures, volumes: torch.Tensor) -> Iterator[StreamRows]:
         u8 = quantise_uint8(volumes)
         for plane in self.streams:
             images, vol = plane_slices(u8, plane, self.slice_step)
-            yield plane, extractor(images), vol
+            per_volume = len(images) // max(len(volumes), 1)
+            position = torch.arange(per_volume).repeat(len(volumes)) * self.slice_step
+            blank = images.flatten(1).amax(1) == 0
+            if self.slices == "body":
+                keep = ~blank
+                images, vol, position = images[keep], vol[keep], position[keep]
+            feats = extractor(images) if len(images) else torch.zeros(0, self.dim)
+            yield StreamRows(plane, feats, vol, position, int(blank.sum()), len(blank))
 
-    def values(self, estimates: dict[str, FrechetEstimate], fake: FeatureSetStats, common: dict) -> dict:
+    def frechet_values(self, estimates: dict[str, FrechetEstimate], fake: FeatureSetStats, common: dict) -> dict:
         step = f"; slices subsampled (step {self.slice_step}): not comparable" if self.slice_step > 1 else ""
         out = {}
         for plane in self.streams:
@@ -104,11 +135,31 @@ class TriPlanarFID(FeatureMetric):
         out["fid_mean_unbiased"] = unbiased_value(mean, common, note)
         return out
 
+    def kernel_values(self, estimates: dict[str, KernelEstimate], fake: FeatureSetStats, common: dict) -> dict:
+        step = f"; slices subsampled (step {self.slice_step}): not comparable" if self.slice_step > 1 else ""
+        out = {f"kid_{p}": kernel_value(e, common, kernel_note(e, "slices") + step) for p, e in estimates.items()}
+        planes = [estimates[p] for p in self.streams]
+        value, replicates = mean_of(planes)
+        mean = KernelEstimate(value, fake.n_volumes, replicates, planes[0].subsets, planes[0].sizes)
+        per_plane = ", ".join(f"{p}={estimates[p].n}" for p in self.streams)
+        out["kid_mean"] = kernel_value(mean, common, f"n = volumes; slices per plane: {per_plane}{step}")
+        return out
+
+
+SLICES = ("all", "body")
+"""FID's slice selections: every slice (the protocol's), or only slices that are not pure padding."""
+
 
 def mean_estimate(planes: list[FrechetEstimate], n_volumes: int) -> FrechetEstimate:
-    """The mean of the planes' distances; its replicates are the means of the planes' replicates (the same groups
+    """The mean of the planes' distances as one estimate of ``n_volumes`` (see :func:`mean_of`)."""
+    value, replicates = mean_of(planes)
+    return FrechetEstimate(value, n_volumes, replicates)
+
+
+def mean_of(planes: Sequence[FrechetEstimate | KernelEstimate]) -> tuple[float, list[float]]:
+    """The mean of the planes' values; its replicates are the means of the planes' replicates (the same groups
     of volumes left out), or none unless every plane has the same number of replicates."""
     reps = [e.replicates for e in planes]
     same = all(reps) and len({len(r) for r in reps}) == 1
     mean_reps = [float(r) for r in np.mean(np.asarray(reps), axis=0)] if same else []
-    return FrechetEstimate(float(np.mean([e.value for e in planes])), n_volumes, mean_reps)
+    return float(np.mean([e.value for e in planes])), mean_reps

@@ -1,5 +1,7 @@
-"""FVD: I3D Fréchet distance of volumes seen as 64-frame videos (:mod:`ctbench.extractors.i3d`), and its
-grouped-jackknife bias-corrected twin ``fvd_unbiased``."""
+"""FVD: I3D Fréchet distance of volumes seen as 64-frame videos (:mod:`ctbench.extractors.i3d`), its
+grouped-jackknife bias-corrected twin ``fvd_unbiased``, and KVD, the kernel distance on the same features (the FVD
+paper's kernel video distance; :mod:`ctbench.metrics.kernel`). Every frame is kept (a video with frames dropped
+would change its time axis); the fraction of blank (pure padding) frames is recorded."""
 
 from __future__ import annotations
 
@@ -10,9 +12,20 @@ from typing import Any
 import torch
 
 from ctbench.extractors.i3d import PREPROCESSING, I3DFeatures, import_tensorflow
+from ctbench.extractors.slicing import quantise_uint8
 from ctbench.metrics.contract import Key
-from ctbench.metrics.feature import DEFAULT_GROUPS, FeatureMetric, interval_note, make_value, unbiased_value
+from ctbench.metrics.feature import (
+    DEFAULT_GROUPS,
+    FeatureMetric,
+    StreamRows,
+    interval_note,
+    kernel_note,
+    kernel_value,
+    make_value,
+    unbiased_value,
+)
 from ctbench.metrics.frechet import FrechetEstimate
+from ctbench.metrics.kernel import KernelEstimate
 from ctbench.stats import FeatureSetStats
 from ctbench.weights import ResolvedWeights, resolve, tfhub_module_dir
 
@@ -24,11 +37,12 @@ class FVD(FeatureMetric):
     """
 
     name = "fvd"
-    version = "1"
-    summary = "FVD: I3D (Kinetics-400) Fréchet distance of volumes read as 64-frame videos of axial slices"
+    version = "2"
+    summary = "FVD and KVD: I3D (Kinetics-400) Fréchet distance of volumes read as 64-frame videos of axial slices"
     keys = (
         Key("fvd", "lower", description="Fréchet video distance on I3D logits", rank=2),
         Key("fvd_unbiased", "lower", description="fvd with its 1/N bias removed (grouped jackknife)"),
+        Key("kvd", "lower", description="kernel video distance (unbiased MMD², cubic kernel) on I3D logits"),
     )
     streams = ("video",)
     dim = I3DFeatures.dim
@@ -36,11 +50,11 @@ class FVD(FeatureMetric):
     extractor_name = I3DFeatures.name
     preprocessing = PREPROCESSING
 
-    def __init__(self, groups: int = DEFAULT_GROUPS, tf32: bool = False):
-        super().__init__(groups)
+    def __init__(self, groups: int = DEFAULT_GROUPS, tf32: bool = False, **kernel_options: Any):
+        super().__init__(groups, **kernel_options)
         self.tf32 = tf32
 
-    def options(self) -> dict[str, Any]:
+    def extraction_options(self) -> dict[str, Any]:
         return {"tf32": self.tf32}
 
     def resolve_weights(self, unverified_ok: bool = False) -> ResolvedWeights:
@@ -56,12 +70,19 @@ class FVD(FeatureMetric):
         module: str | Path = handle if handle and weights.path == tfhub_module_dir(handle) else weights.path
         return I3DFeatures(module, device, batch_size, tf32=self.tf32)
 
-    def features(self, extractor: I3DFeatures, volumes: torch.Tensor) -> Iterator:
-        yield "video", extractor(volumes), torch.arange(volumes.shape[0])
+    def features(self, extractor: I3DFeatures, volumes: torch.Tensor) -> Iterator[StreamRows]:
+        n, depth = volumes.shape[0], volumes.shape[2]
+        blank = int((quantise_uint8(volumes).flatten(3).amax(3) == 0).sum())  # (N, 1, D) frames entirely 0
+        yield StreamRows("video", extractor(volumes), torch.arange(n), torch.zeros(n, dtype=torch.long), blank,
+                         n * depth)
 
-    def values(self, estimates: dict[str, FrechetEstimate], fake: FeatureSetStats, common: dict) -> dict:
+    def frechet_values(self, estimates: dict[str, FrechetEstimate], fake: FeatureSetStats, common: dict) -> dict:
         e = estimates["video"]
         return {
             "fvd": make_value(e.value, e.n, e.interval(), common, interval_note(e)),
             "fvd_unbiased": unbiased_value(e, common, interval_note(e)),
         }
+
+    def kernel_values(self, estimates: dict[str, KernelEstimate], fake: FeatureSetStats, common: dict) -> dict:
+        e = estimates["video"]
+        return {"kvd": kernel_value(e, common, kernel_note(e, "volumes"))}

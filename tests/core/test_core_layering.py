@@ -30,7 +30,10 @@ def test_core_imports_only_core():
 LAYERS = (
     ("ctbench.core", "ctbench.schemas", "ctbench.seeding", "ctbench.__version__"),
     ("ctbench.protocol",),
-    ("ctbench.data", "ctbench.extractors", "ctbench.weights", "ctbench.stats", "ctbench.figures", "ctbench.api"),
+    (
+        "ctbench.data", "ctbench.extractors", "ctbench.weights", "ctbench.stats", "ctbench.feature_sample",
+        "ctbench.figures", "ctbench.api",
+    ),
     ("ctbench.metrics",),
     ("ctbench.record", "ctbench.evaluate", "ctbench.leaderboard", "ctbench.demo"),
     ("ctbench.cli",),

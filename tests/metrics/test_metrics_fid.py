@@ -36,14 +36,15 @@ def test_registry_and_keys():
     assert list_metrics()[:5] == ["fid", "fvd", "intensity", "diversity", "memorisation"]
     m = get_metric("fid")
     plain = ("fid_mean", "fid_xy", "fid_xz", "fid_yz")
-    assert m.key_names() == (*plain, *(f"{k}_unbiased" for k in plain)) and m.version == "1"
-    assert [k.direction for k in m.keys] == ["lower"] * 8 and m.keys[0].rank == 1
+    kid = tuple(k.replace("fid", "kid") for k in plain)
+    assert m.key_names() == (*plain, *(f"{k}_unbiased" for k in plain), *kid) and m.version == "2"
+    assert [k.direction for k in m.keys] == ["lower"] * 12 and m.keys[0].rank == 1
     assert all(k.rank is None for k in m.keys[1:])
     assert m.weights == ("inception-v3-compat",)
     with pytest.raises(UnknownNameError, match="Did you mean: .*fid"):
         get_metric("fdi")
     with pytest.raises(ValueError, match="bad options"):
-        get_metric("fid", slices="body")
+        get_metric("fid", slice="body")
 
 
 def test_unverified_weights_need_the_override(fid):
@@ -69,11 +70,11 @@ def test_sharded_statistics_equal_single_pass_and_score(fid, volumes):
     # against a different set: positive on every plane, each value with N and a jackknife interval
     other = _accumulate(fid, [(-vols.flip(2), [0, 1])])
     with pytest.warns(UserWarning, match="only 4 samples for 2048-d"):  # N < 2048 here, by design
-        diff = fid.frechet(other, whole)
+        diff = fid.distances(other, whole)
     assert set(diff) == set(fid.key_names())
     for key in fid.key_names():
         v: MetricValue = diff[key]
-        assert v.value > 0 or key.endswith("_unbiased")  # a bias-corrected value may fall below 0
+        assert v.value > 0 or key.endswith("_unbiased") or key.startswith("kid")  # unbiased values may be < 0
         assert v.verified is False and v.extractor == "inception-v3-compat" and len(v.weights_sha256) == 64
         assert v.interval is not None and v.interval[0] <= v.value <= v.interval[1]
         assert v.interval_method.startswith("grouped jackknife") and "not comparable" in v.note
@@ -95,11 +96,11 @@ def test_score_refuses_statistics_of_different_provenance(fid, installed_incepti
 
     coarse = get_metric("fid", groups=2, slice_step=64)
     with pytest.raises(ValueError, match="differ in options"):
-        fid.frechet(stats_of(fid), stats_of(coarse))
+        fid.distances(stats_of(fid), stats_of(coarse))
     other_weights = stats_of(fid)
     other_weights.provenance["weights_sha256"] = "0" * 64
     with pytest.raises(ValueError, match="differ in weights_sha256"):
-        fid.frechet(stats_of(fid), other_weights)
+        fid.distances(stats_of(fid), other_weights)
 
 
 def test_bad_volume_shape_is_refused(fid):
@@ -131,7 +132,7 @@ def test_reference_is_cached_by_content(prepared_dir, installed_inception, monke
     with pytest.raises(AssertionError, match="recomputed"):
         fid.reference_statistics(load_manifest(prepared_dir), "val", unverified_ok=True)
     # so is every other provenance field: metric version, preprocessing, the weights' bytes
-    for attr, value in (("version", "2"), ("preprocessing", fid.preprocessing + "; changed")):
+    for attr, value in (("version", fid.version + ".1"), ("preprocessing", fid.preprocessing + "; changed")):
         with monkeypatch.context() as m:
             m.setattr(type(fid), attr, value)
             with pytest.raises(AssertionError, match="recomputed"):

@@ -40,7 +40,7 @@ def test_fvd_needs_override_while_unpinned(i3d_standin):
 def test_fvd_score_sharding_and_interval(i3d_standin, volumes):
     import_weights(i3d_standin, unverified_ok=True)
     fvd = get_metric("fvd", groups=3)
-    assert fvd.key_names() == ("fvd", "fvd_unbiased") and [k.direction for k in fvd.keys] == ["lower"] * 2
+    assert fvd.key_names() == ("fvd", "fvd_unbiased", "kvd") and [k.direction for k in fvd.keys] == ["lower"] * 3
     real_vols = torch.cat([volumes, volumes.flip(3)])  # 6 volumes
     fake_vols = (real_vols * 0.7).clamp(-1, 1)
 
@@ -57,9 +57,9 @@ def test_fvd_score_sharding_and_interval(i3d_standin, volumes):
         assert a.count == b.count == 2
         np.testing.assert_allclose(a.outer, b.outer, rtol=1e-5)
     with pytest.warns(UserWarning, match="only 6 samples for 400-d"):
-        same = fvd.frechet(real, real)["fvd"]
+        same = fvd.distances(real, real)["fvd"]
     with pytest.warns(UserWarning, match="only 6 samples for 400-d"):
-        diff = fvd.frechet(fake, real)["fvd"]
+        diff = fvd.distances(fake, real)["fvd"]
     assert same.value < 1e-6 * diff.value
     assert diff.n == 6 and diff.extractor == "i3d-kinetics-400" and diff.verified is False
     assert diff.interval is not None and diff.interval[0] <= diff.value <= diff.interval[1]

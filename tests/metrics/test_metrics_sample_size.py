@@ -35,7 +35,10 @@ class TwoStreams(FeatureMetric):
     def features(self, extractor, volumes):
         raise NotImplementedError
 
-    def values(self, estimates, fake, common):
+    def kernel_values(self, estimates, fake, common):
+        return {}
+
+    def frechet_values(self, estimates, fake, common):
         out = {f"toy_{s}": make_value(e.value, e.n, e.interval(), common, "") for s, e in estimates.items()}
         out["toy_mean"] = make_value(np.mean([e.value for e in estimates.values()]), fake.n_volumes, None, common, "")
         return out
@@ -55,7 +58,7 @@ def _stats(counts: dict[str, int], seed: int) -> FeatureSetStats:
 def _score(fake: dict[str, int], real: dict[str, int]) -> dict[str, MetricValue]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # frechet.py warns about a short generated side too
-        return TwoStreams().frechet(_stats(fake, 0), _stats(real, 1))
+        return TwoStreams().distances(_stats(fake, 0), _stats(real, 1))
 
 
 def test_full_rank_on_both_sides_is_not_marked():
