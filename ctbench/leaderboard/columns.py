@@ -33,6 +33,11 @@ def rank_keys() -> list[str]:
     return [k.name for k in sorted((k for k in _keys().values() if k.rank is not None), key=lambda k: k.rank or 0)]
 
 
+def n_independent(key: str) -> bool:
+    """Whether records at different N may be compared on ``key`` (``Key.n_independent``)."""
+    return key_info(key).n_independent
+
+
 def lower_is_better(key: str) -> bool:
     """Whether a smaller value of the column ``key`` is better (``Key.direction``)."""
     return key_info(key).direction == "lower"

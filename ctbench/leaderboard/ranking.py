@@ -10,7 +10,9 @@ Rules:
 * Ranking within a group: by the first ranking key (``Key.rank``) every row has; lower is better. Rows
   missing it are listed after the ranked ones without a rank.
 * Like with like: a value is comparable with another when the records agree on :func:`comparability` of its
-  key: N (``sampling.n``), the metric's version and its options (``metric_specs``). Rows whose comparability
+  key: N (``sampling.n``; not for a key declared ``n_independent``, an unbiased estimate such as KID, which the
+  bias study shows to be N-independent within its interval), the metric's version and its options
+  (``metric_specs``). Rows whose comparability
   for the ranking key differs from the most common one in the group (ties: the larger N) are listed apart,
   unranked, each with the reason (``n = 64, the group ranks n = 256``); the group then carries a statement.
 * ``against``: each row gains ``Δ metric = row − reference`` for the reference generator of the same group
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ctbench.core.hashing import json_sha256
-from ctbench.leaderboard.columns import column_order, lower_is_better, rank_keys, real_partner
+from ctbench.leaderboard.columns import column_order, lower_is_better, n_independent, rank_keys, real_partner
 from ctbench.leaderboard.quoted import Quoted, quoted_for
 from ctbench.record import read_records
 
@@ -130,18 +132,20 @@ def collect(results: str | Path, against: str | None = None) -> list[Group]:
 
 
 def comparability(record: dict[str, Any], key: str) -> dict[str, Any]:
-    """What two records must share for their values of ``key`` to be compared: N, metric and its version, options.
+    """What two records must share for their values of ``key`` to be compared: N (None for an ``n_independent``
+    key), metric and its version, options.
 
     From ``metric_specs`` (the metric whose keys include ``key``); a record without it (schema version 1)
     gives the value's ``metric_version`` and unknown (None) options.
     """
+    n = None if n_independent(key) else record["sampling"]["n"]
     specs = record.get("metric_specs") or {}
     metric = next((name for name, spec in specs.items() if key in spec.get("keys", ())), None)
     if metric is None:
         version = record["metrics"].get(key, {}).get("metric_version")
-        return {"n": record["sampling"]["n"], "metric": None, "version": version, "options": None}
+        return {"n": n, "metric": None, "version": version, "options": None}
     spec = specs[metric]
-    return {"n": record["sampling"]["n"], "metric": metric, "version": spec["version"], "options": spec["options"]}
+    return {"n": n, "metric": metric, "version": spec["version"], "options": spec["options"]}
 
 
 def _difference(row: dict[str, Any], ranked: dict[str, Any]) -> str:
@@ -173,7 +177,7 @@ def _split_apart(group: Group) -> None:
     counts = Counter(json.dumps(c, sort_keys=True) for c in comps.values())
     if len(counts) < 2:
         return
-    best = max(counts, key=lambda c: (counts[c], json.loads(c)["n"], c))
+    best = max(counts, key=lambda c: (counts[c], json.loads(c)["n"] or 0, c))
     ranked = json.loads(best)
     for r in having:
         if json.dumps(comps[id(r)], sort_keys=True) != best:
@@ -182,7 +186,10 @@ def _split_apart(group: Group) -> None:
     group.rows = [r for r in group.rows if not r.apart]
     ns = Counter(comps[id(r)]["n"] for r in having)
     sizes = f" (sample sizes: {', '.join(f'n = {n} ×{c}' for n, c in sorted(ns.items()))})" if len(ns) > 1 else ""
-    setting = f"n = {ranked['n']}" + (f", {ranked['metric']} version {ranked['version']}" if ranked["metric"] else "")
+    setting = ", ".join(
+        ([f"n = {ranked['n']}"] if ranked["n"] is not None else [])
+        + ([f"{ranked['metric']} version {ranked['version']}"] if ranked["metric"] else [])
+    ) or "one setting"
     group.mixed = (
         f"Runs in this group are not all comparable on {key}{sizes}. Ranked: the {counts[best]} run(s) at "
         f"{setting}; {len(group.apart)} run(s) listed apart, unranked, with the reason."

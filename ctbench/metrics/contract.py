@@ -56,6 +56,9 @@ class Key:
     """Ranking priority (1 first) when a leaderboard group has this key for every row; None: never ranks."""
     integer: bool = False
     """A count (plots use integer ticks)."""
+    n_independent: bool = False
+    """The estimate's expectation does not depend on N (an unbiased estimator, such as KID, as the bias study in
+    docs/benchmarks.md shows): the leaderboard ranks records at different N together on this key."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +69,7 @@ class Key:
             "real_of": self.real_of,
             "rank": self.rank,
             "integer": self.integer,
+            "n_independent": self.n_independent,
         }
 
 

@@ -51,7 +51,9 @@ class TriPlanarFID(FeatureMetric):
     version = "2"
     summary = "tri-planar FID and KID: InceptionV3 Fréchet distance on axial (xy), coronal (xz), sagittal (yz) slices"
     keys = (
-        Key("fid_mean", "lower", description="mean of the three planes' FID (the literature's slice FID)", rank=1),
+        Key("fid_mean", "lower", description="mean of the three planes' FID (the literature's slice FID)", rank=2),
+        Key("kid_mean", "lower", description="mean of the three planes' KID (unbiased at any N: ranks across N)",
+            rank=1, n_independent=True),
         Key("fid_xy", "lower", description="FID of axial (xy) slices"),
         Key("fid_xz", "lower", description="FID of coronal (xz) slices"),
         Key("fid_yz", "lower", description="FID of sagittal (yz) slices"),
@@ -59,10 +61,12 @@ class TriPlanarFID(FeatureMetric):
         Key("fid_xy_unbiased", "lower", description="fid_xy with its 1/N bias removed (grouped jackknife)"),
         Key("fid_xz_unbiased", "lower", description="fid_xz with its 1/N bias removed (grouped jackknife)"),
         Key("fid_yz_unbiased", "lower", description="fid_yz with its 1/N bias removed (grouped jackknife)"),
-        Key("kid_mean", "lower", description="mean of the three planes' KID (unbiased at any N)"),
-        Key("kid_xy", "lower", description="kernel inception distance (unbiased MMD², cubic kernel) of xy slices"),
-        Key("kid_xz", "lower", description="kernel inception distance (unbiased MMD², cubic kernel) of xz slices"),
-        Key("kid_yz", "lower", description="kernel inception distance (unbiased MMD², cubic kernel) of yz slices"),
+        Key("kid_xy", "lower", description="kernel inception distance (unbiased MMD², cubic kernel) of xy slices",
+            n_independent=True),
+        Key("kid_xz", "lower", description="kernel inception distance (unbiased MMD², cubic kernel) of xz slices",
+            n_independent=True),
+        Key("kid_yz", "lower", description="kernel inception distance (unbiased MMD², cubic kernel) of yz slices",
+            n_independent=True),
     )
     streams = PLANES
     dim = InceptionFeatures.dim

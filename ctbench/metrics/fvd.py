@@ -40,9 +40,10 @@ class FVD(FeatureMetric):
     version = "2"
     summary = "FVD and KVD: I3D (Kinetics-400) Fréchet distance of volumes read as 64-frame videos of axial slices"
     keys = (
-        Key("fvd", "lower", description="Fréchet video distance on I3D logits", rank=2),
+        Key("fvd", "lower", description="Fréchet video distance on I3D logits", rank=3),
         Key("fvd_unbiased", "lower", description="fvd with its 1/N bias removed (grouped jackknife)"),
-        Key("kvd", "lower", description="kernel video distance (unbiased MMD², cubic kernel) on I3D logits"),
+        Key("kvd", "lower", description="kernel video distance (unbiased MMD², cubic kernel) on I3D logits",
+            n_independent=True),
     )
     streams = ("video",)
     dim = I3DFeatures.dim

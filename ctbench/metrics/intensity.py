@@ -116,7 +116,7 @@ class Intensity(Metric):
     version = VERSION
     summary = "intensity realism: W1 distance between body-voxel HU histograms (HU)"
     keys = (
-        Key("intensity_w1", "lower", units="HU", description="W1 distance of body-voxel HU distributions", rank=3),
+        Key("intensity_w1", "lower", units="HU", description="W1 distance of body-voxel HU distributions", rank=4),
     )
 
     def options(self) -> dict[str, Any]:

@@ -146,3 +146,17 @@ def test_rank_deficient_values_are_marked(tmp_path, make_record):
     assert "† = fewer samples than feature dimensions" in md and "† = fewer samples" in paths["html"].read_text()
     assert "| 30† |" in next(x for x in md.splitlines() if "| small |" in x)
     assert "| 40 |" in next(x for x in md.splitlines() if "| other |" in x)
+
+
+def test_an_n_independent_key_ranks_records_of_different_n_together(tmp_path, make_record):
+    """KID is unbiased at any N (the bias study), so it ranks across N; FID beside it still compares only at equal N."""
+    out = tmp_path / "r"
+    for name, kid, n in (("a", 0.02, 64), ("b", 0.01, 256), ("c", 0.03, 256)):
+        rec = make_record(name, {"kid_mean": kid, "fid_mean": kid * 1000}, weights=W, run_id=f"{name}-n{n}")
+        rec["sampling"]["n"] = n
+        write_record(rec, out)
+    (group,) = collect(out, against="c")
+    assert group.rank_by == "kid_mean" and not group.apart and group.mixed is None
+    assert [(r.label, r.rank) for r in group.rows] == [("b", 1), ("a", 2), ("c", 3)]
+    a = next(r for r in group.rows if r.label == "a")
+    assert a.delta["kid_mean"] == pytest.approx(-0.01) and a.delta["fid_mean"] is None  # FID: another N

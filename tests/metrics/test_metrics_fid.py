@@ -36,10 +36,11 @@ def test_registry_and_keys():
     assert list_metrics()[:5] == ["fid", "fvd", "intensity", "diversity", "memorisation"]
     m = get_metric("fid")
     plain = ("fid_mean", "fid_xy", "fid_xz", "fid_yz")
-    kid = tuple(k.replace("fid", "kid") for k in plain)
-    assert m.key_names() == (*plain, *(f"{k}_unbiased" for k in plain), *kid) and m.version == "2"
-    assert [k.direction for k in m.keys] == ["lower"] * 12 and m.keys[0].rank == 1
-    assert all(k.rank is None for k in m.keys[1:])
+    kid = ("kid_xy", "kid_xz", "kid_yz")
+    assert m.key_names() == ("fid_mean", "kid_mean", *plain[1:], *(f"{k}_unbiased" for k in plain), *kid)
+    assert m.version == "2" and [k.direction for k in m.keys] == ["lower"] * 12
+    assert [k.rank for k in m.keys[:2]] == [2, 1] and all(k.rank is None for k in m.keys[2:])
+    assert [k.name for k in m.keys if k.n_independent] == ["kid_mean", *kid]
     assert m.weights == ("inception-v3-compat",)
     with pytest.raises(UnknownNameError, match="Did you mean: .*fid"):
         get_metric("fdi")
