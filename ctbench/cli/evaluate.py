@@ -88,7 +88,7 @@ def evaluate(**kw: Any) -> None:
     \b
     Examples:
       ctbench evaluate --generator noise --data prepared/ --n 16 --seed 0
-      ctbench evaluate -g vqgan-ddpm@c8 --checkpoint ckpt.pt --data prepared/ --n 256 --save-samples
+      ctbench evaluate -g vqgan-ddpm@c8 --checkpoint ckpt.pt --data prepared/ --n 400 --save-samples
       torchrun --nproc-per-node 4 $(which ctbench) evaluate -g noise --data prepared/ --num-samples 1024
       ctbench evaluate --rerun results/noise-n16-s0-1a2b3c4d5e.json
     """
