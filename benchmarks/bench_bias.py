@@ -14,7 +14,8 @@ For each n the script repeats ``--draws`` seeded draws and prints, for plain FID
 exact distance. KID (:func:`~ctbench.metrics.kernel.kid`, the same grouped jackknife) is scored against a fixed
 real *sample* of ``--real`` rows drawn once per case (a kernel distance needs rows, not statistics); its exact
 value is the population MMD² of the two Gaussians under the cubic kernel, in closed form
-(:func:`population_mmd2`). Above 1000 rows a side KID averages ``--kid-subsets`` seeded subsets of 1000. Features: d = 64 by default (``--dim``); at FID's d = 2048 the same pattern needs ~32× the N.
+(:func:`population_mmd2`). Above 1000 rows a side KID averages ``--kid-subsets`` seeded subsets of 1000.
+Features: d = 64 by default (``--dim``); at FID's d = 2048 the same pattern needs ~32× the N.
 The warning for sets smaller than d is silenced here: those rows show what it warns of.
 
     python benchmarks/bench_bias.py               # d = 64, n = 16 … 2048, 200 draws per cell (2-3 minutes on a CPU)
@@ -144,8 +145,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             cell = measure(ref, mu, sigma, real_rows, n, draws, args.groups, args.kid_subsets, rng)
             rows.append({"case": case, "dim": dim, "n": n, **cell})
     print(f"# bench_bias: Gaussian features d={dim}, K={args.groups} groups, {draws} seeded draws per row, "
-          f"real side exact (KID: {args.real} real rows); {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"numpy {np.__version__}, {time.perf_counter() - t0:.1f} s")  # fmt: skip
+          f"real side exact (KID: {args.real} real rows); {platform.processor() or platform.machine()}, "
+          f"torch {torch.__version__}, numpy {np.__version__}, {time.perf_counter() - t0:.1f} s")  # fmt: skip
     print()
     print("| case | n | exact | FID mean | FID sd | FID 95% cover "
           "| corrected mean | corrected sd | corrected 95% cover "
