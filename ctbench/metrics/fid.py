@@ -14,7 +14,9 @@ inception distance on the same features (:mod:`ctbench.metrics.kernel`; ``kid_me
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -101,16 +103,9 @@ class TriPlanarFID(FeatureMetric):
     def build_extractor(
         self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None
     ) -> InceptionFeatures:
-        dev = torch.device(device)
-        return InceptionFeatures(
-            weights.path,
-            dev,
-            batch_size,
-            compile=self.compile,
-            channels_last=dev.type == "cuda",
-            bf16=self.bf16,
-            tf32=self.tf32,
-        )
+        """The network, built once per process for each weights file (by sha256), device and option set."""
+        return _inception(weights.path, weights.sha256, torch.device(device), batch_size, self.compile, self.bf16,
+                          self.tf32)
 
     def features(self, extractor: InceptionFeatures, volumes: torch.Tensor) -> Iterator[StreamRows]:
         u8 = quantise_uint8(volumes)
@@ -148,6 +143,16 @@ class TriPlanarFID(FeatureMetric):
         per_plane = ", ".join(f"{p}={estimates[p].n}" for p in self.streams)
         out["kid_mean"] = kernel_value(mean, common, f"n = volumes; slices per plane: {per_plane}{step}")
         return out
+
+
+@functools.lru_cache(maxsize=2)
+def _inception(
+    path: Path, sha256: str, device: torch.device, batch_size: int | None, compile: bool, bf16: bool, tf32: bool
+) -> InceptionFeatures:
+    """An :class:`InceptionFeatures` (an evaluation's reference and generated sides share it); ``sha256`` keys the
+    file's content, so a replaced weights file at the same path is loaded anew."""
+    return InceptionFeatures(path, device, batch_size, compile=compile, channels_last=device.type == "cuda",
+                             bf16=bf16, tf32=tf32)
 
 
 SLICES = ("all", "body")
