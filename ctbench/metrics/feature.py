@@ -390,7 +390,13 @@ class FeatureMetric(Metric):
                 )
         except KernelSizeError as exc:  # the Fréchet values stand; the kernel keys say why they are missing
             return self._missing_kernel_values(fake, common, str(exc))
-        return self.kernel_values(estimates, fake, common)
+        out = self.kernel_values(estimates, fake, common)
+        for key, v in out.items():
+            sampled = [f"{side} {s} {len(st.samples[s])} of {st.samples[s].seen}" for side, st in
+                       (("generated", fake), ("real", real)) for s in self.key_streams(key) if st.samples[s].subsampled]
+            if sampled:
+                v.note = f"{v.note}; seeded row sample (kid_seed {self.kid_seed}): {', '.join(sampled)}"
+        return out
 
     def _missing_kernel_values(self, fake: FeatureSetStats, common: dict, note: str) -> dict[str, MetricValue]:
         out = self.kernel_values({s: KernelEstimate(0.0, 0, [], 0, (0, 0)) for s in self.streams}, fake, common)

@@ -144,5 +144,13 @@ def test_padding_is_counted_and_body_drops_blank_slices(slices):
     assert values["kid_xy"].padding == values["fid_xy"].padding
     assert values["fid_mean"].padding["generated"] == pytest.approx(32 / 192)
     assert values["kid_xy"].value is not None and values["kid_xy"].n == rows
+    assert "every row" in values["kid_xy"].note and "row sample" not in values["kid_xy"].note
+    capped = _SmallFID(groups=2, slices=slices, kid_max_samples=40)
+    small = FeatureAccumulator(capped, _GreyLevel(), 2, {"metric": "fid", "weights_sha256": "0" * 64})
+    small.update(_padded_volumes(), indices=[0, 1])
+    real_small = FeatureAccumulator(capped, _GreyLevel(), 2, {"metric": "fid", "weights_sha256": "0" * 64})
+    real_small.update(torch.full((2, 1, 64, 16, 16), 0.2), indices=[0, 1])
+    note = capped.distances(small.result(), real_small.result())["kid_xy"].note
+    assert f"seeded row sample (kid_seed 2020): generated xy 40 of {rows}, real xy 40 of 128" in note
     with pytest.raises(ValueError, match="slices must be one of all, body"):
         TriPlanarFID(slices="lungs")
