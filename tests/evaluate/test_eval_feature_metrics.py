@@ -85,12 +85,14 @@ def test_fid_end_to_end_with_random_weights(prepared_dir, tmp_path, installed_in
     sha = file_sha256(inception_weights)
     for gen, metrics in records.items():
         plain = {"fid_xy", "fid_xz", "fid_yz", "fid_mean"}
-        assert set(metrics) == plain | {f"{k}_unbiased" for k in plain}, gen
+        kernel = {k.replace("fid", "kid") for k in plain}
+        assert set(metrics) == plain | {f"{k}_unbiased" for k in plain} | kernel, gen
         for key, m in metrics.items():
             assert m["verified"] is False and m["weights_sha256"] == sha and m["extractor"] == "inception-v3-compat"
             lo, hi = m["interval"]
             assert lo <= m["value"] <= hi and math.isfinite(hi), (gen, key, m)
-            assert lo >= 0 or key.endswith("_unbiased"), (gen, key, m)  # bias-corrected intervals are not clipped
+            assert lo >= 0 or key.endswith("_unbiased") or key in kernel, (gen, key, m)  # unbiased: not clipped
+            assert set(m["padding"]) == {"generated", "real"}, (gen, key)
             assert f"step {FID_STEP}" in m["note"]  # subsampled slices are flagged as not comparable
         for plane, n in per_plane.items():
             assert metrics[f"fid_{plane}"]["n"] == n, (gen, plane)
@@ -98,7 +100,8 @@ def test_fid_end_to_end_with_random_weights(prepared_dir, tmp_path, installed_in
         mean = sum(metrics[f"fid_{p}"]["value"] for p in per_plane) / 3
         assert metrics["fid_mean"]["value"] == pytest.approx(mean, rel=1e-12)
     noise, real = records["noise"], records["real-holdout"]
-    for key in ("fid_xy", "fid_xz", "fid_yz", "fid_mean"):
+    for key in ("fid_xy", "fid_xz", "fid_yz", "fid_mean", "kid_xy", "kid_xz", "kid_yz", "kid_mean"):
         assert real[key]["value"] < noise[key]["value"] / 2, key  # a real sanity property, even with random weights
+    assert noise["fid_xy"]["padding"]["generated"] == 0.0  # noise volumes have no blank slice
     # three different noise volumes: a non-degenerate jackknife interval
     assert noise["fid_mean"]["interval"][0] < noise["fid_mean"]["value"] < noise["fid_mean"]["interval"][1]

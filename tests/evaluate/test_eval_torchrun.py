@@ -103,11 +103,13 @@ def test_two_ranks_fid_values_and_intervals_match_one_process(prepared_dir, tmp_
     assert ddp["sampling"]["world_size"] == 2
     single = read_record(evaluate(EvalOptions(**opts, out=str(tmp_path / "one"))))
     assert ddp["run_id"] == single["run_id"]
-    assert set(single["metrics"]) == {f"fid_{k}{s}" for k in ("mean", "xy", "xz", "yz") for s in ("", "_unbiased")}
+    planes = ("mean", "xy", "xz", "yz")
+    assert set(single["metrics"]) == {f"{m}_{k}{s}" for k in planes for m, s in
+                                      (("fid", ""), ("fid", "_unbiased"), ("kid", ""))}
     # features differ in the last float32 bits with the batch composition and thread count, hence rel=1e-6
     for key, value in single["metrics"].items():
-        assert "replicates=5" in value["note"] or key.startswith("fid_mean"), (key, value["note"])
-        for field in ("value", "interval", "n", "note", "interval_method"):
+        assert "replicates=5" in value["note"] or key.endswith("_mean") or key == "fid_mean_unbiased", key
+        for field in ("value", "interval", "n", "note", "interval_method", "padding"):
             want, got = value[field], ddp["metrics"][key][field]
             if field in ("value", "interval"):
                 assert want is not None and got == pytest.approx(want, rel=1e-6), (key, field, got, want)
