@@ -7,8 +7,8 @@ needs TensorFlow (the ``fvd`` extra).
    ``(out, in, t, h, w)``, batch-norm vectors flattened). A module lacking any of the 230 variables below
    ``RGB/inception_i3d/``, or holding others there, is not this network: the error names them.
 3. Run the module's ``default`` signature (TensorFlow, CPU, no TF32) and the port on the same two fixed videos
-   (:data:`CHECK_FRAMES` frames of 224×224: sizes at which strided layers pad unevenly, in time and space); the logits must agree
-   to :data:`PARITY_TOLERANCE` of their largest magnitude, or nothing is written.
+   (:data:`CHECK_FRAMES` frames of 224×224: sizes at which strided layers pad unevenly, in time and space); the
+   logits must agree to :data:`PARITY_TOLERANCE` of their largest magnitude, or nothing is written.
 4. Write ``{"format", "source_sha256", "state_dict"}`` with ``torch.save`` into memory, then atomically to the file:
    the same module gives the same bytes.
 """
@@ -76,9 +76,10 @@ def state_dict_from(variables: dict[str, np.ndarray], module_dir: Path) -> dict[
     out = {}
     for name, key in wanted.items():
         value = torch.from_numpy(np.ascontiguousarray(found[name], dtype=np.float32))
-        if value.ndim == 5:  # (t, h, w, in, out) -> (out, in, t, h, w)
+        kernel = key.endswith("conv.weight")
+        if kernel and value.ndim == 5:  # (t, h, w, in, out) -> (out, in, t, h, w)
             value = value.permute(4, 3, 0, 1, 2)
-        if value.numel() != target[key].numel() or (value.ndim == 5 and value.shape != target[key].shape):
+        if value.shape != target[key].shape and (kernel or value.numel() != target[key].numel()):
             raise ValueError(f"{module_dir}: variable {SCOPE}{name} has shape {tuple(found[name].shape)}, "
                              f"I3D needs {tuple(target[key].shape)}")
         out[key] = value.reshape(target[key].shape).contiguous()

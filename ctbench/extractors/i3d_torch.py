@@ -26,9 +26,10 @@ from ctbench.extractors.tf32 import torch_tf32
 FORMAT = "ctbench-i3d-kinetics-400-torch/1"
 """Tag of the converted-weights file format."""
 
-BF16_LOGIT_TOLERANCE = 0.05
-"""Largest ``max|l_bf16 - l_fp32| / max|l_fp32|`` over a video's 400 logits under bf16 autocast (8 significand bits
-through 58 layers; measured 1-2% on the CPU with random weights)."""
+BF16_LOGIT_TOLERANCE = 0.02
+"""Stated bound on ``max|l_bf16 - l_fp32| / max|l_fp32|`` over a video's 400 logits under bf16 autocast (8 significand
+bits through 58 layers; measured 0.55% on the CPU with random weights, one 10-frame video; bf16 3D convolutions
+take minutes on the CPU, so no test holds it there)."""
 
 
 def default_batch_size(device: torch.device) -> int:
