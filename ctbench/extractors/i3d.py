@@ -1,4 +1,5 @@
-"""I3D logits (400-d) of a volume seen as a video, through the TF-Hub module ``deepmind/i3d-kinetics-400/1``.
+"""I3D logits (400-d) of a volume seen as a video, through the TF-Hub module ``deepmind/i3d-kinetics-400/1`` run by
+TensorFlow: FVD's reference backend (the PyTorch port, :mod:`ctbench.extractors.i3d_torch`, shares the preprocessing).
 
 Preprocessing, as in the FVD reference implementation: the volume is quantised to uint8
 (:func:`ctbench.extractors.slicing.quantise_uint8`), its 64 axial slices become 64 frames (time = z,
