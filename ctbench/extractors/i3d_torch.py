@@ -12,13 +12,12 @@ option) and ``tf32`` (off unless asked; a provenance option).
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ctbench.extractors.batching import halving_on_oom
 from ctbench.extractors.i3d import preprocess_frames
 from ctbench.extractors.i3d_net import InceptionI3D
 from ctbench.extractors.tf32 import torch_tf32
@@ -64,27 +63,6 @@ def load_network(path: str | Path) -> InceptionI3D:
     return net.eval()
 
 
-def halving_on_oom(run: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, size: int) -> tuple[list, int]:
-    """``run`` over ``batch`` in chunks of ``size``; on device out-of-memory the chunk size halves (down to 1) and the
-    failed chunk is retried, with one warning. Returns the outputs and the chunk size that worked."""
-    out, start, first = [], 0, size
-    while start < batch.shape[0]:
-        try:
-            out.append(run(batch[start : start + size]))
-        except torch.OutOfMemoryError:
-            if size == 1:
-                raise
-            if size == first:
-                warnings.warn(f"I3D: out of device memory with {size} videos per batch; halving the batch size until "
-                              "it fits, and the run continues", stacklevel=3)
-            size //= 2
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            continue
-        start += size
-    return out, size
-
-
 class I3DTorchFeatures:
     """Callable: volumes ``(N, 1, D, H, W)`` in [-1, 1] → I3D logits ``(N, 400)`` float32 on the CPU.
 
@@ -123,5 +101,5 @@ class I3DTorchFeatures:
 
     @torch.inference_mode()
     def __call__(self, volumes: torch.Tensor) -> torch.Tensor:
-        out, self.batch_size = halving_on_oom(self._run, volumes, self.batch_size)
+        out, self.batch_size = halving_on_oom(self._run, volumes, self.batch_size, "I3D", "videos")
         return torch.cat(out) if out else torch.zeros(0, self.dim)

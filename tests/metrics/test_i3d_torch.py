@@ -1,5 +1,5 @@
 """The PyTorch I3D and FVD's torch backend, without TensorFlow: TF "SAME" padding, variable names, the converted-
-weights file and its checks, FVD end to end with TensorFlow unimportable, bf16, out-of-memory halving."""
+weights file and its checks, FVD end to end with TensorFlow unimportable, bf16."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import itertools
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import numpy as np
 import pytest
@@ -21,7 +20,6 @@ from ctbench.extractors.i3d_net import InceptionI3D, MaxPoolSame, pad_same, same
 from ctbench.extractors.i3d_torch import (
     I3DTorchFeatures,
     converted_source_sha256,
-    halving_on_oom,
     load_network,
 )
 from ctbench.metrics import MetricUnavailable, get_metric
@@ -157,27 +155,6 @@ def test_bf16_and_tf32_switches_reach_the_network(i3d_torch_weights, monkeypatch
         assert extractor(_volumes(3, 0)).shape == (3, 400)
     assert [s[:2] for s in seen] == [(False, False)] * 2 + [(True, True)] * 2
     assert seen[0][2] == (2, 1, 10, 224, 224) and seen[1][2] == (1, 1, 10, 224, 224)  # grey frames, in batches
-
-
-def test_out_of_memory_halves_the_batch_once_said_and_the_run_continues():
-    batch = torch.arange(11.0)[:, None]
-    seen = []
-
-    def run(chunk):
-        seen.append(len(chunk))
-        if len(chunk) > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory")
-        return chunk * 2
-
-    with pytest.warns(UserWarning, match="out of device memory with 8 videos per batch; halving") as record:
-        out, size = halving_on_oom(run, batch, 8)
-    assert len(record) == 1 and size == 2 and seen[:3] == [8, 4, 2]
-    torch.testing.assert_close(torch.cat(out), batch * 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert halving_on_oom(run, batch, size)[1] == 2  # the next call starts at the size that fitted, silently
-    with pytest.raises(torch.OutOfMemoryError):
-        halving_on_oom(lambda chunk: (_ for _ in ()).throw(torch.OutOfMemoryError("still")), batch, 1)
 
 
 def test_converted_weights_are_found_checked_and_used_by_default(i3d_torch_weights, private_cache):
