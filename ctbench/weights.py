@@ -1,6 +1,6 @@
 """Pinned feature-network weights: where they come from, where they live, and whether they are the right ones.
 
-Two networks are pinned (:data:`WEIGHTS`):
+Three weights are pinned (:data:`WEIGHTS`):
 
 * ``inception-v3-compat``: the TensorFlow FID InceptionV3 (``pt_inception-2015-12-05``) converted to PyTorch,
   one ``.pth`` file, as torch-fidelity and pytorch-fid distribute it. Verified by its sha256.
@@ -8,6 +8,11 @@ Two networks are pinned (:data:`WEIGHTS`):
   content hash of the folder (the folder rule of :mod:`ctbench.core.hashing`: sorted relative paths, each with
   its file's sha256): the tarball is served through redirects (tfhub.dev → Kaggle) with no published hash, and
   its bytes may change when re-packed, while the unpacked files are what TensorFlow loads.
+* ``i3d-kinetics-400-torch``: that module's weights converted for the PyTorch I3D (FVD without TensorFlow), one
+  file made on the spot by ``ctbench weights convert i3d-kinetics-400`` (:func:`convert`; TensorFlow is needed for
+  that step only) and recording the module's hash inside. The same module converts to the same bytes, so the file
+  has its own pin next to the module's. :func:`resolve_converted` also checks the recorded module hash against the
+  pin and against the module installed here, if any.
 
 Weights live in ``$CTBENCH_CACHE/weights`` (default ``~/.cache/ctbench/weights``). ``fetch`` downloads them with
 pooch and checks the pinned hash; ``import_weights`` copies a local file or folder in (air-gapped machines);
@@ -24,13 +29,18 @@ import hashlib
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ctbench.core.atomic import install_copy
 from ctbench.core.cache import cache_root
 from ctbench.core.errors import MetricUnavailable
 from ctbench.core.hashing import file_sha256
+
+if TYPE_CHECKING:
+    from ctbench.extractors.i3d_convert import Conversion
 
 I3D_HANDLE = "https://tfhub.dev/deepmind/i3d-kinetics-400/1"
 """The TF-Hub handle of the FVD network; tensorflow_hub caches it under ``sha1(handle)`` in ``TFHUB_CACHE_DIR``."""
@@ -52,6 +62,8 @@ class WeightSpec:
     handle: str | None = None
     """TF-Hub handle, for folders that tensorflow_hub can also find in ``TFHUB_CACHE_DIR``."""
     description: str = ""
+    source: str | None = None
+    """For ``kind='converted'``: the weights this file is converted from (``ctbench weights convert SOURCE``)."""
 
 
 WEIGHTS: dict[str, WeightSpec] = {
@@ -74,6 +86,16 @@ WEIGHTS: dict[str, WeightSpec] = {
         sha256=None,
         handle=I3D_HANDLE,
         description="TF-Hub deepmind/i3d-kinetics-400/1 (SavedModel, default signature: 400 logits)",
+    ),
+    "i3d-kinetics-400-torch": WeightSpec(
+        name="i3d-kinetics-400-torch",
+        kind="converted",
+        filename="i3d-kinetics-400-1-torch.pt",
+        url="",
+        # Pinned together with i3d-kinetics-400: the sha256 `ctbench weights convert` prints for the pinned module.
+        sha256=None,
+        source="i3d-kinetics-400",
+        description="i3d-kinetics-400 converted for ctbench's PyTorch I3D (made by `ctbench weights convert`)",
     ),
 }
 
@@ -118,6 +140,15 @@ def candidates(spec: WeightSpec) -> list[Path]:
     return places
 
 
+def converted_from(name: str) -> WeightSpec:
+    """The spec of the converted weights made from ``name`` (``ValueError`` if nothing converts from it)."""
+    spec = next((s for s in WEIGHTS.values() if s.source == name), None)
+    if spec is None:
+        convertible = sorted(s.source for s in WEIGHTS.values() if s.source)
+        raise ValueError(f"{name}: nothing converts from it; convertible: {', '.join(convertible)}")
+    return spec
+
+
 def _present(spec: WeightSpec, path: Path) -> bool:
     if spec.kind == "savedmodel":
         return (path / "saved_model.pb").is_file()
@@ -132,16 +163,28 @@ def locate(name: str) -> Path | None:
 
 @dataclass(frozen=True)
 class ResolvedWeights:
-    """Weights found on disk, with their hash and whether it equals the pinned one."""
+    """Weights found on disk, with their hash and whether it equals the pinned one.
+
+    ``sha256`` identifies the network in provenance: the file's (folder's) own hash, except for converted weights
+    (:func:`resolve_converted`), where it is the hash of the module they reproduce, so that both implementations of
+    a metric record the same network; their own hash is then ``file_sha256``.
+    """
 
     spec: WeightSpec
     path: Path
     sha256: str
     verified: bool
+    file_sha256: str | None = None
 
 
 def how_to_get(spec: WeightSpec) -> str:
     """The two ways to obtain ``spec``'s weights, as one line for error messages."""
+    if spec.kind == "converted":
+        return (
+            f"run `ctbench weights convert {spec.source}` (needs that module, see `ctbench weights fetch "
+            f"{spec.source}`, and TensorFlow: pip install 'ctbench[fvd]'), or copy the converted file from a machine "
+            f"that has it and run `ctbench weights import PATH --name {spec.name}`"
+        )
     return (
         f"run `ctbench weights fetch {spec.name}` (downloads {spec.url}), or on an offline machine copy it "
         f"from one that has it and run `ctbench weights import PATH --name {spec.name}`"
@@ -190,6 +233,58 @@ def resolve(name: str, unverified_ok: bool = False) -> ResolvedWeights:
     return ResolvedWeights(spec=spec, path=path, sha256=digest, verified=verified)
 
 
+def resolve_converted(name: str, unverified_ok: bool = False) -> ResolvedWeights:
+    """Find converted weights and check them: their own pin, the module hash recorded inside against the module's
+    pin, and against the module installed here (if one is). Any failed check refuses them
+    (:class:`MetricUnavailable`) unless ``unverified_ok``; they are then unverified, and a mismatch with the
+    installed module is warned about. The result's ``sha256`` is the recorded module hash.
+    """
+    from ctbench.extractors.i3d_torch import converted_source_sha256
+
+    spec = get_spec(name)
+    assert spec.source is not None, f"{name} is not converted weights"
+    source = get_spec(spec.source)
+    own = resolve(name, unverified_ok=True)
+    try:
+        recorded = converted_source_sha256(own.path)
+    except ValueError as exc:
+        raise MetricUnavailable(f"{exc}. Replace it: {how_to_get(spec)}.") from exc
+    problems = []
+    if spec.sha256 is None:
+        problems.append(f"has sha256 {own.sha256}, and ctbench pins no hash for it yet")
+    elif own.sha256 != spec.sha256:
+        problems.append(f"has sha256 {own.sha256}, expected {spec.sha256}")
+    if source.sha256 is not None and recorded != source.sha256:
+        problems.append(f"was converted from a {source.name} with sha256 {recorded}, not the pinned {source.sha256}")
+    installed = locate(source.name)
+    if installed is not None and (here := weights_sha256(installed)) != recorded:
+        mismatch = (f"was converted from a {source.name} with sha256 {recorded}, but the one installed at {installed} "
+                    f"has sha256 {here}; convert it again (`ctbench weights convert {source.name}`)")
+        problems.append(mismatch)
+        if unverified_ok:
+            warnings.warn(f"{name} weights at {own.path} {mismatch}; its values are marked unverified", stacklevel=2)
+    if problems and not unverified_ok:
+        raise MetricUnavailable(
+            f"{name} weights at {own.path} {'; '.join(problems)}. Replace them ({how_to_get(spec)}), or pass "
+            "--unverified-weights (Python: unverified_ok=True) to compute values marked unverified."
+        )
+    return ResolvedWeights(spec, own.path, recorded, verified=not problems, file_sha256=own.sha256)
+
+
+def convert(name: str) -> tuple[ResolvedWeights, Conversion]:
+    """Convert the installed ``name`` (``i3d-kinetics-400``) into its converted weights in the cache.
+
+    Returns the module as resolved (found anywhere :func:`resolve` looks; pinned or not) and the written
+    :class:`~ctbench.extractors.i3d_convert.Conversion`. Raises :class:`MetricUnavailable` when the module is
+    missing or TensorFlow is not installed, ``ValueError`` when the module is not I3D or the port does not match.
+    """
+    from ctbench.extractors.i3d_convert import convert as convert_module
+
+    spec = converted_from(name)
+    module = resolve(name, unverified_ok=True)
+    return module, convert_module(module.path, weights_dir() / spec.filename, module.sha256)
+
+
 def infer_name(path: Path) -> str:
     """Which pinned network a local file or folder is: a SavedModel folder is I3D, a ``.pth`` file InceptionV3."""
     if path.is_dir():
@@ -197,8 +292,18 @@ def infer_name(path: Path) -> str:
             return "i3d-kinetics-400"
         raise ValueError(f"{path}: folder has no saved_model.pb; not a TF-Hub SavedModel")
     if path.suffix in (".pth", ".pt"):
-        return "inception-v3-compat"
+        return "i3d-kinetics-400-torch" if _is_converted_i3d(path) else "inception-v3-compat"
     raise ValueError(f"{path}: cannot tell which weights this is; pass --name ({', '.join(sorted(WEIGHTS))})")
+
+
+def _is_converted_i3d(path: Path) -> bool:
+    from ctbench.extractors.i3d_torch import converted_source_sha256
+
+    try:
+        converted_source_sha256(path)
+    except ValueError:
+        return False
+    return True
 
 
 def import_weights(src: str | Path, name: str | None = None, unverified_ok: bool = False) -> ResolvedWeights:
@@ -212,8 +317,12 @@ def import_weights(src: str | Path, name: str | None = None, unverified_ok: bool
     spec = get_spec(name or infer_name(src))
     if spec.kind == "savedmodel" and not (src / "saved_model.pb").is_file():
         raise ValueError(f"{src}: {spec.name} must be a SavedModel folder containing saved_model.pb")
-    if spec.kind == "file" and not src.is_file():
+    if spec.kind != "savedmodel" and not src.is_file():
         raise ValueError(f"{src}: {spec.name} must be a single file")
+    if spec.kind == "converted":
+        from ctbench.extractors.i3d_torch import converted_source_sha256
+
+        converted_source_sha256(src)  # ValueError unless it is a converted file
     digest = file_sha256(src)
     verified = spec.sha256 is not None and digest == spec.sha256
     if not verified and not unverified_ok:
@@ -231,6 +340,8 @@ def fetch(name: str, progress: bool = True) -> ResolvedWeights:
     import pooch
 
     spec = get_spec(name)
+    if spec.kind == "converted":
+        raise ValueError(f"{name} is not downloaded but made here: {how_to_get(spec)}")
     downloads = weights_dir() / "downloads"
     if spec.kind == "file":
         known = f"sha256:{spec.sha256}" if spec.sha256 else None
@@ -268,6 +379,8 @@ class WeightStatus:
     sha256: str | None
     pinned: str | None
     verified: bool
+    source: str = ""
+    """For converted weights: what they were converted from, and whether that is the module installed here."""
 
     @property
     def state(self) -> str:
@@ -279,13 +392,14 @@ class WeightStatus:
 
     @property
     def explanation(self) -> str:
-        """One line on what the state means for results, empty when there is nothing to say."""
+        """What the state means for results (and where converted weights come from); empty when nothing to say."""
+        meaning = ""
         if self.state == "unpinned":
-            return ("no hash is pinned in ctbench for these weights, so they cannot be verified: results made with "
-                    "them are marked unverified (they need --unverified-weights) and are not ranked")
-        if self.state == "WRONG HASH":
-            return "not the pinned file: refused unless --unverified-weights (results then marked unverified)"
-        return ""
+            meaning = ("no hash is pinned in ctbench for these weights, so they cannot be verified: results made with "
+                       "them are marked unverified (they need --unverified-weights) and are not ranked")
+        elif self.state == "WRONG HASH":
+            meaning = "not the pinned file: refused unless --unverified-weights (results then marked unverified)"
+        return "; ".join(part for part in (self.source, meaning) if part)
 
 
 def status() -> list[WeightStatus]:
@@ -294,5 +408,24 @@ def status() -> list[WeightStatus]:
     for spec in WEIGHTS.values():
         path = locate(spec.name)
         digest = weights_sha256(path) if path is not None else None
-        out.append(WeightStatus(spec.name, path, digest, spec.sha256, digest is not None and digest == spec.sha256))
+        verified = digest is not None and digest == spec.sha256
+        source = _converted_note(spec, path) if spec.kind == "converted" else ""
+        out.append(WeightStatus(spec.name, path, digest, spec.sha256, verified, source))
     return out
+
+
+def _converted_note(spec: WeightSpec, path: Path | None) -> str:
+    """Where converted weights come from, for ``weights status``."""
+    if path is None:
+        return f"FVD runs on TensorFlow until this exists: `ctbench weights convert {spec.source}`"
+    from ctbench.extractors.i3d_torch import converted_source_sha256
+
+    try:
+        recorded = converted_source_sha256(path)
+    except ValueError as exc:
+        return str(exc)
+    note = f"converted from {spec.source} sha256 {recorded}"
+    installed = locate(str(spec.source))
+    if installed is not None and weights_sha256(installed) != recorded:
+        note += f", NOT the one installed at {installed}: convert it again"
+    return note

@@ -1,4 +1,4 @@
-"""``ctbench stats`` (reference statistics) and ``ctbench weights`` (fetch / import / status).
+"""``ctbench stats`` (reference statistics) and ``ctbench weights`` (fetch / import / convert / status).
 
 Thin: parse, call :mod:`ctbench.metrics`, :mod:`ctbench.stats` and :mod:`ctbench.weights`, print.
 """
@@ -101,16 +101,16 @@ def _feature_metrics() -> list[str]:
 
 @click.group()
 def weights() -> None:
-    """Feature-network weights: fetch (download + verify), import (air-gapped), status."""
+    """Feature-network weights: fetch (download + verify), import (air-gapped), convert, status."""
 
 
 @weights.command("fetch")
 @click.argument("names", nargs=-1)
 def fetch_cmd(names: tuple[str, ...]) -> None:
-    """Download NAMES (default: all) from their canonical URLs, verifying sha256."""
+    """Download NAMES (default: all that are downloaded) from their canonical URLs, verifying sha256."""
     from ctbench.weights import WEIGHTS, fetch
 
-    for name in names or tuple(WEIGHTS):
+    for name in names or tuple(n for n, s in WEIGHTS.items() if s.kind != "converted"):
         try:
             r = fetch(name)
         except (KeyError, ValueError, OSError) as exc:
@@ -139,6 +139,30 @@ def import_cmd(path: Path, name: str | None, unverified_weights: bool) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{r.spec.name}: {r.path} ({'verified' if r.verified else 'UNVERIFIED, sha256 ' + r.sha256})")
+
+
+@weights.command("convert")
+@click.argument("name", default="i3d-kinetics-400")
+def convert_cmd(name: str) -> None:
+    """Convert the installed TF-Hub module NAME for ctbench's PyTorch I3D, so that FVD runs without TensorFlow.
+
+    Needs TensorFlow for this step only (pip install 'ctbench[fvd]'). The port is checked against the module on two
+    videos before anything is written.
+    """
+    from ctbench.weights import convert
+
+    try:
+        module, done = convert(name)
+    except (ValueError, MetricUnavailable) as exc:
+        raise click.ClickException(str(exc)) from exc
+    pin = module.spec.sha256 or "none"
+    click.echo(f"{name} -> {done.path}\n"
+               f"  sha256 {done.sha256}\n"
+               f"  converted from {module.path}, sha256 {done.source_sha256} (pinned: {pin})\n"
+               f"  largest logit difference to the module: {done.parity_error:.1e} of the largest logit")
+    if not module.verified:
+        click.echo("  UNVERIFIED: the module is not the pinned one, so FVD with these weights is marked unverified "
+                   "(it needs --unverified-weights)")
 
 
 @weights.command("status")

@@ -6,6 +6,7 @@ Generated volumes carry no HU pair of their own: they are read as HU with :func:
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 from ctbench.api import REGISTRY, Generator, LoadContext, check_info, check_samples, parse_spec, plugin_errors
 from ctbench.core.hashing import file_sha256, json_sha256
 from ctbench.data.prepared import Manifest, from_hu
+from ctbench.data.streaming import READ_WORKERS
 from ctbench.evaluate.options import EvalOptions, EvaluationError
 from ctbench.protocol import Protocol
 
@@ -97,7 +99,9 @@ class SampleSource:
     def batch(self, indices: range) -> torch.Tensor:
         """Samples ``indices`` as ``(len, 1, D, H, W)`` float32 in [-1, 1], validated."""
         if self.generator is None:
-            return torch.from_numpy(np.stack([self._read(self.files[i]) for i in indices]))[:, None]
+            with ThreadPoolExecutor(max_workers=READ_WORKERS, thread_name_prefix="ctbench-read") as pool:
+                arrays = list(pool.map(self._read, (self.files[i] for i in indices)))  # decoded in parallel, in order
+            return torch.from_numpy(np.stack(arrays))[:, None]
         opts = self.opts
         with plugin_errors(self.label, "sample"):
             x = self.generator.sample(len(indices), opts.seed, offset=indices.start, batch_size=opts.batch_size)

@@ -1,4 +1,5 @@
-"""I3D logits (400-d) of a volume seen as a video, through the TF-Hub module ``deepmind/i3d-kinetics-400/1``.
+"""I3D logits (400-d) of a volume seen as a video, through the TF-Hub module ``deepmind/i3d-kinetics-400/1`` run by
+TensorFlow: FVD's reference backend (the PyTorch port, :mod:`ctbench.extractors.i3d_torch`, shares the preprocessing).
 
 Preprocessing, as in the FVD reference implementation: the volume is quantised to uint8
 (:func:`ctbench.extractors.slicing.quantise_uint8`), its 64 axial slices become 64 frames (time = z,
@@ -54,14 +55,20 @@ def import_tensorflow() -> tuple[Any, Any]:
     return tf, hub
 
 
-def preprocess_videos(volumes: torch.Tensor) -> torch.Tensor:
-    """Volumes ``(N, 1, D, H, W)`` in [-1, 1] → videos ``(N, D, 224, 224, 3)`` float32 in [-1, 1] (NDHWC)."""
+def preprocess_frames(volumes: torch.Tensor) -> torch.Tensor:
+    """Volumes ``(N, 1, D, H, W)`` in [-1, 1] → grey videos ``(N, 1, D, 224, 224)`` float32 in [-1, 1] (NCDHW), on
+    the volumes' device."""
     frames = axial_frames(quantise_uint8(volumes))  # (N, D, H, W) uint8
     n, d, h, w = frames.shape
     x = frames.reshape(n * d, 1, h, w).float()
     x = interpolate_bilinear_2d_like_tensorflow1x(x, size=(FRAME_SIZE, FRAME_SIZE), align_corners=False)
-    x = 2.0 * x / 255.0 - 1.0
-    return x.reshape(n, d, FRAME_SIZE, FRAME_SIZE, 1).expand(-1, -1, -1, -1, 3)
+    return (2.0 * x / 255.0 - 1.0).reshape(n, 1, d, FRAME_SIZE, FRAME_SIZE)
+
+
+def preprocess_videos(volumes: torch.Tensor) -> torch.Tensor:
+    """Volumes ``(N, 1, D, H, W)`` in [-1, 1] → videos ``(N, D, 224, 224, 3)`` float32 in [-1, 1] (NDHWC, the
+    TF-Hub module's layout)."""
+    return preprocess_frames(volumes).permute(0, 2, 3, 4, 1).expand(-1, -1, -1, -1, 3)
 
 
 class I3DFeatures:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
+from ctbench.extractors.batching import halving_on_oom
 from ctbench.extractors.tf32 import torch_tf32
 
 INPUT_SIZE = 299
@@ -63,7 +64,8 @@ class InceptionFeatures:
     """Callable: uint8 slices ``(M, 1, h, w)`` → pool3 features ``(M, 2048)`` float32 on the CPU.
 
     ``weights_path`` must hold an InceptionV3 state dict in torch-fidelity's format (the pinned file is
-    ``weights-inception-2015-12-05-6726825d.pth``); any other architecture fails with a clear error.
+    ``weights-inception-2015-12-05-6726825d.pth``); any other architecture fails with a clear error. The batch size
+    halves on device out-of-memory and stays halved.
     """
 
     name = "inception-v3-compat"
@@ -99,14 +101,13 @@ class InceptionFeatures:
     def __call__(self, images_u8: torch.Tensor) -> torch.Tensor:
         if images_u8.dtype != torch.uint8 or images_u8.ndim != 4 or images_u8.shape[1] != 1:
             raise ValueError(f"expected uint8 (M, 1, h, w) slices, got {images_u8.dtype} {tuple(images_u8.shape)}")
-        out = []
-        for chunk in images_u8.split(self.batch_size):
-            x = preprocess(chunk.to(self.device, non_blocking=True))
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch_tf32(self.tf32), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                features = self._forward(x)
-            out.append(features.float().cpu())
-        if not out:
-            return torch.zeros(0, self.dim)
-        return torch.cat(out)
+        out, self.batch_size = halving_on_oom(self._run, images_u8, self.batch_size, "InceptionV3", "slices")
+        return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+    def _run(self, chunk: torch.Tensor) -> torch.Tensor:
+        x = preprocess(chunk.to(self.device, non_blocking=True))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch_tf32(self.tf32), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            features = self._forward(x)
+        return features.float().cpu()

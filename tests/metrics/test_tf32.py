@@ -82,4 +82,5 @@ def test_tf32_option_enters_provenance_and_cache_key(installed_inception, prepar
     keys = {json_sha256(m.cache_fields(manifest, "test", weights)) for m in (fp32, tf32)}
     assert len(keys) == 2
     assert fp32.comparability() != tf32.comparability()
-    assert get_metric("fvd").options()["tf32"] is False and get_metric("fvd", tf32=True).options()["tf32"] is True
+    assert get_metric("fvd").extraction_options() == {"bf16": False, "tf32": False}
+    assert get_metric("fvd", tf32=True).extraction_options() == {"bf16": False, "tf32": True}

@@ -1,0 +1,105 @@
+"""I3D logits of volumes with the PyTorch port (:mod:`ctbench.extractors.i3d_net`) and converted weights; no
+TensorFlow.
+
+The converted-weights file (written by :mod:`ctbench.extractors.i3d_convert`) is a ``torch.save`` of
+``{"format": FORMAT, "source_sha256": <content hash of the SavedModel it was read from>, "state_dict": {...}}``,
+byte-identical for the same module. Preprocessing is :mod:`ctbench.extractors.i3d`'s, run on the chosen device;
+the grey frames go into the network as one channel (the first convolution's kernels summed over RGB: the same
+logits as the RGB repetition, to float rounding), and batch norms are folded into the convolutions. Speed options
+as for InceptionV3: ``compile`` (``torch.compile``), ``channels_last`` (3D), ``bf16`` (autocast; a provenance
+option) and ``tf32`` (off unless asked; a provenance option).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ctbench.extractors.batching import halving_on_oom
+from ctbench.extractors.i3d import preprocess_frames
+from ctbench.extractors.i3d_net import InceptionI3D
+from ctbench.extractors.tf32 import torch_tf32
+
+FORMAT = "ctbench-i3d-kinetics-400-torch/1"
+"""Tag of the converted-weights file format."""
+
+BF16_LOGIT_TOLERANCE = 0.02
+"""Stated bound on ``max|l_bf16 - l_fp32| / max|l_fp32|`` over a video's 400 logits under bf16 autocast (8 significand
+bits through 58 layers; measured 0.55% on the CPU with random weights, one 10-frame video; bf16 3D convolutions
+take minutes on the CPU, so no test holds it there)."""
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Videos (64 frames of 224×224) per forward pass: 2 on CPU, 16 on CUDA."""
+    return 16 if device.type == "cuda" else 2
+
+
+def read_converted(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """The contents of a converted-weights file; ``ValueError`` naming ``path`` when it is not one."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        raise ValueError(f"{path}: not a converted I3D weights file ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a converted I3D weights file (expected format {FORMAT!r}; "
+                         "make one with `ctbench weights convert i3d-kinetics-400`)")
+    return payload
+
+
+def converted_source_sha256(path: str | Path) -> str:
+    """The SavedModel hash recorded in a converted-weights file (read without loading the tensors)."""
+    return str(read_converted(path, mmap=True)["source_sha256"])
+
+
+def load_network(path: str | Path) -> InceptionI3D:
+    """:class:`InceptionI3D` in eval mode with the weights of a converted file, on the CPU."""
+    net = InceptionI3D()
+    try:
+        net.load_state_dict(read_converted(path)["state_dict"])
+    except RuntimeError as exc:  # missing / unexpected keys, wrong shapes
+        raise ValueError(f"{path}: converted I3D weights do not fit the network ({exc})") from exc
+    return net.eval()
+
+
+class I3DTorchFeatures:
+    """Callable: volumes ``(N, 1, D, H, W)`` in [-1, 1] → I3D logits ``(N, 400)`` float32 on the CPU.
+
+    ``weights_path``: a converted-weights file. The batch size halves on device out-of-memory and stays halved.
+    """
+
+    name = "i3d-kinetics-400"
+    dim = 400
+
+    def __init__(
+        self,
+        weights_path: str | Path,
+        device: str | torch.device = "cpu",
+        batch_size: int | None = None,
+        compile: bool = False,
+        channels_last: bool = False,
+        bf16: bool = False,
+        tf32: bool = False,
+    ):
+        self.device = torch.device(device)
+        self.batch_size = batch_size or default_batch_size(self.device)
+        self.bf16 = bf16
+        self.tf32 = tf32
+        self.channels_last = channels_last
+        self.net = load_network(weights_path).fold_batch_norm().to(self.device)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last_3d)
+        self._forward = torch.compile(self.net) if compile else self.net
+
+    def _run(self, chunk: torch.Tensor) -> torch.Tensor:
+        x = preprocess_frames(chunk.to(self.device, non_blocking=True))  # (n, 1, D, 224, 224)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        with torch_tf32(self.tf32), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self._forward(x).float().cpu()
+
+    @torch.inference_mode()
+    def __call__(self, volumes: torch.Tensor) -> torch.Tensor:
+        out, self.batch_size = halving_on_oom(self._run, volumes, self.batch_size, "I3D", "videos")
+        return torch.cat(out) if out else torch.zeros(0, self.dim)
