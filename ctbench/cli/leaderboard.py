@@ -29,7 +29,7 @@ def build(results: str, out: str, against: str | None) -> None:
         warnings.simplefilter("always")
         try:
             paths = run(results, out, against=against)
-        except OSError as exc:
+        except OSError as exc:  # FileNotFoundError: no records; others: the folder cannot be written
             raise click.ClickException(str(exc)) from exc
         finally:
             for w in caught:

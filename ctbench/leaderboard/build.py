@@ -58,7 +58,7 @@ def build(results: str | Path, out: str | Path, against: str | None = None) -> d
         raise FileNotFoundError(f"{results}: no such results folder")
     groups = collect(results, against)
     if not groups:
-        warnings.warn(f"{results}: no result records found; the leaderboard is empty", stacklevel=2)
+        raise FileNotFoundError(f"{results}: no result records (*.json) found; nothing to build")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -81,9 +81,9 @@ def test_cli_builds_and_warns_about_bad_files(results, tmp_path):
 
 def test_empty_results_folder(tmp_path, make_record):
     (tmp_path / "r").mkdir()
-    with pytest.warns(UserWarning, match="no result records found"):
-        paths = build(tmp_path / "r", tmp_path / "b")
-    assert "No result records" in paths["markdown"].read_text()
+    with pytest.raises(FileNotFoundError, match="no result records"):
+        build(tmp_path / "r", tmp_path / "b")
+    assert not (tmp_path / "b").exists()
     write_record(make_record("x", {"fid_mean": 1.0}, weights="1" * 64), tmp_path / "r")
     assert len(collect(tmp_path / "r")) == 1
 
