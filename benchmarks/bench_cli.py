@@ -3,7 +3,8 @@
 Each command runs in a fresh interpreter, ``--repeats`` times; the median wall time is printed beside two
 floors measured in the same run: a bare interpreter importing click (what any click CLI pays) and the
 imports a command pays once it runs (torch through ``ctbench.api``, the metrics through
-``ctbench.evaluate.run``). ``-X importtime`` then names the heaviest module each ``--help`` imports (outside ctbench itself).
+``ctbench.evaluate.run``). ``-X importtime`` then names the heaviest module each ``--help`` imports (outside
+ctbench itself).
 
     python benchmarks/bench_cli.py [--repeats 5]
 """

@@ -23,6 +23,8 @@ REFERENCE = "vqgan-ddpm"
 REFERENCE_CONFIG = "tiny"
 """The config the reference plugin ships (:meth:`~ctbench.api.Generator.config_files`) that the demo trains."""
 BASELINES = ("real-holdout", "mean-volume", "noise")
+DATA_SOURCE = "synthetic phantoms (ctbench data synth), NOT FLARE22 scans"
+"""The demo board's data, as its title states."""
 
 
 class DemoError(RuntimeError):
@@ -193,5 +195,6 @@ def run_demo(opts: DemoOptions, say: Callable[[str], object] = print) -> DemoRes
         records.append(path)
         say(f"  {spec}: {path}")
     say(f"[4/4] building the leaderboard from {results}")
-    board = build(results, out / "leaderboard", against="real-holdout")
+    source = f"prepared folder {prepared}" if opts.data else DATA_SOURCE
+    board = build(results, out / "leaderboard", against="real-holdout", data_source=source)
     return DemoResult(records, board, skipped, notes)

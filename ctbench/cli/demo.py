@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from ctbench.cli.options import SEED
@@ -54,7 +56,8 @@ def demo(
     except (DemoError, PrepareError, EvaluationError, UnknownNameError, PluginError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("")
-    click.echo(result.leaderboard["markdown"].read_text().split("\nSkipped metrics:")[0].strip())
+    board = result.leaderboard["markdown"].read_text()
+    click.echo(re.split(r"\n<details>|\nSkipped metrics:", board)[0].strip())  # glossary and headline table
     click.echo("")
     for note in result.notes:
         click.echo(f"note: {note}")

@@ -50,9 +50,11 @@ def test_missing_metric_is_dash_never_zero_and_against(results, tmp_path):
     with pytest.warns(UserWarning, match="skipped: |--against real-holdout: no such generator"):
         paths = build(results, tmp_path / "board", against="real-holdout")
     md = paths["markdown"].read_text()
-    line = next(x for x in md.splitlines() if "| vqgan-ddpm@c8 |" in x)
+    blocks = [b.split("</details>")[0] for b in md.split("<details>")[1:]]  # each group's full table
+    full = next(b for b in blocks if "| vqgan-ddpm@c8 |" in b).splitlines()
+    line = next(x for x in full if "| vqgan-ddpm@c8 |" in x)
     cells = [c.strip() for c in line.strip("|").split("|")]
-    header = next(x for x in md.splitlines() if x.startswith("| rank |"))
+    header = next(x for x in full if x.startswith("| rank |"))
     names = [c.strip() for c in header.strip("|").split("|")]
     assert cells[names.index("intensity_w1 ↓")] == "—"
     assert cells[names.index("fid_mean ↓")] == "40"
