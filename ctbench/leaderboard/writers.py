@@ -25,6 +25,13 @@ from ctbench.leaderboard.ranking import Group, Row, delta_columns
 
 MISSING = "—"
 AUDIT_CAPTION = "Memorisation audit: each run's samples closest to a training scan, beside that scan"
+AUDIT_NOTE = (
+    "A sample is flagged (red frame) when its correlation r with its nearest training scan exceeds the highest r "
+    "of any held-out real scan; each figure states that threshold. real-holdout's samples are themselves held-out "
+    "real scans: each exceeds the maximum over the M reference scans with probability about 1/(M + 1) by chance, "
+    "so a flag or two there (and in the memorised plot, where real-holdout may look worst) is the audit's noise "
+    "floor on a small reference split, not copying."
+)
 MONTAGE_CAPTION = "Samples beside real volumes (central axial / coronal / sagittal slices)"
 APART_CAPTION = "Not comparable with the ranked runs (not ranked)"
 QUOTED_CAPTION = f"Published figures ({MARK})"
@@ -262,7 +269,7 @@ def to_markdown(groups: list[Group], against: str | None = None, data_source: st
             parts += ["", f"{MONTAGE_CAPTION}:", ""]
             parts += [f"![{label}]({path})" for label, path in g.montages.items()]
         if g.audits:
-            parts += ["", f"{AUDIT_CAPTION}:", ""]
+            parts += ["", f"{AUDIT_CAPTION}. {AUDIT_NOTE}", ""]
             parts += [f"![{label}]({path})" for label, path in g.audits.items()]
     return "\n".join(parts) + "\n"
 
@@ -332,6 +339,8 @@ def to_html(groups: list[Group], against: str | None = None, data_source: str | 
         for caption, figures in ((MONTAGE_CAPTION, g.montages), (AUDIT_CAPTION, g.audits)):
             if figures:
                 out.append(f"<h3>{e(caption)}</h3>")
+                if caption == AUDIT_CAPTION:
+                    out.append(f"<p>{e(AUDIT_NOTE)}</p>")
                 for label, src in figures.items():
                     out.append(f"<div><p>{e(label)}</p><img src='{e(src)}' alt='{e(label)}'></div>")
     out.append("</body></html>")
