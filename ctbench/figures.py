@@ -103,7 +103,7 @@ def pairs_figure(
     """
     if not pairs:
         raise ValueError("pairs figure needs at least one pair")
-    fig = Figure(figsize=(8, 2.4 * len(pairs) + (0.4 if note else 0)))
+    fig = Figure(figsize=(8, 2.4 * len(pairs) + (0.4 if note else 0)), layout="constrained")
     axes = fig.subplots(len(pairs), 4, squeeze=False)
     for r, (label_a, vol_a, label_b, vol_b) in enumerate(pairs):
         hit = bool(flagged[r]) if flagged is not None else False
