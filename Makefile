@@ -1,32 +1,40 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   installs into .venv and runs the offline demo (no downloads, no GPU)
-#   make test   installs into .venv and runs lint (ruff, mypy) + the whole test suite
+#   make demo   installs what the demo needs into .venv and runs the offline demo (no downloads, no GPU)
+#   make test   adds the test tools and the FVD extra (TensorFlow) to .venv, runs lint (ruff, mypy) + the tests
+# A CPU-only PyTorch is much smaller than the default Linux wheel (which bundles CUDA libraries):
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
-TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+TORCH_PINS  ?= torch==2.14.1 torchvision==0.29.1
+TORCH_INDEX ?=
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(VENV)/.installed-demo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH_PINS)
+	$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH_PINS)
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-demo
 	$(BIN)/pip install -q -e ".[fvd,test]"
-	touch $(STAMP)
+	touch $@
 
-demo: $(STAMP)
+demo: $(VENV)/.installed-demo
 	$(BIN)/ctbench demo --out demo-out
+	@echo "ctbench is installed in $(VENV): run '. $(VENV)/bin/activate' (then 'ctbench --help'), or $(BIN)/ctbench"
 
-lint: $(STAMP)
+lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+test: $(VENV)/.installed-test lint
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(VENV)/.installed-demo
+	$(BIN)/python benchmarks/bench_cli.py
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_msssim.py

@@ -1,8 +1,9 @@
 """The offline demo (``ctbench demo`` / ``make demo``): phantoms → prepared set → evaluations → leaderboard.
 
-Runs on a CPU with no downloads in a few minutes. Every step is resumable: a rerun with the same ``out``
-reuses the phantoms, the prepared cases (``ctbench data prepare`` skips finished ones), the trained tiny
-reference checkpoint and the result records (same run id), and rebuilds the leaderboard.
+Runs on a CPU with no downloads. Every step is resumable: a rerun with the same ``out`` (after Ctrl-C, say)
+reuses the phantoms, the prepared cases (``ctbench data prepare`` skips finished ones), the tiny reference
+model (a finished checkpoint is reused, an interrupted training is resumed from its last checkpoint) and the
+result records (same run id), and rebuilds the leaderboard.
 
 The phantoms are procedural (``ctbench.data.synth``), NOT FLARE22 scans: the numbers show that the pipeline
 works, not how good any generator is on real CT.
@@ -16,16 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from ctbench.api import REGISTRY, plugin_errors
-from ctbench.evaluate import EvalOptions, evaluate
-from ctbench.record import read_record
+# yaml, torch, the plugins and the metrics are imported when the demo runs (`ctbench demo --help` stays fast)
 
 REFERENCE = "vqgan-ddpm"
 REFERENCE_CONFIG = "tiny"
 """The config the reference plugin ships (:meth:`~ctbench.api.Generator.config_files`) that the demo trains."""
 BASELINES = ("real-holdout", "mean-volume", "noise")
+DATA_SOURCE = "synthetic phantoms (ctbench data synth), NOT FLARE22 scans"
+"""The demo board's data, as its title states."""
 
 
 class DemoError(RuntimeError):
@@ -74,7 +73,16 @@ def enabling_command(reason: str) -> str | None:
 
 
 def _train_reference(prepared: Path, run_dir: Path, say: Callable[[str], object]) -> Path | None:
-    """Train the reference plugin's shipped tiny config into ``run_dir`` (or reuse its checkpoint there)."""
+    """Train the reference plugin's shipped tiny config into ``run_dir``; reuse or resume what is there.
+
+    A checkpoint the plugin loads is reused; one it refuses (training was interrupted before the last stage
+    finished) is resumed; a checkpoint that cannot be resumed either is a :class:`DemoError` naming the run
+    folder to delete.
+    """
+    import yaml
+
+    from ctbench.api import REGISTRY, plugin_errors
+
     status = REGISTRY.status(REFERENCE) if REFERENCE in REGISTRY.names() else None
     if status is None or status.cls is None:
         why = status.error if status else "not registered"
@@ -88,15 +96,32 @@ def _train_reference(prepared: Path, run_dir: Path, say: Callable[[str], object]
         return None
     with plugin_errors(REFERENCE, "checkpoint_path"):
         ckpt = Path(cls.checkpoint_path(run_dir))
+    resume = False
     if ckpt.is_file():
-        say(f"reference model: reusing {ckpt}")
-        return ckpt
+        try:
+            with plugin_errors(REFERENCE, "load"):
+                cls.load(ckpt)
+        except ValueError as exc:
+            say(f"reference model: {exc}")
+            resume = True
+        else:
+            say(f"reference model: reusing {ckpt}")
+            return ckpt
     overrides = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
     variant = overrides.pop("variant", None) or status.default_variant
-    say(f"training the tiny reference model ({config_file.name}) on the train split ...")
+    if resume:
+        say(f"resuming the interrupted training of the tiny reference model from {ckpt} ...")
+    else:
+        say(f"training the tiny reference model ({config_file.name}) on the train split ...")
     t = time.perf_counter()
-    with plugin_errors(REFERENCE, "train"):
-        ckpt = Path(cls.train(cls.resolve_config(variant, overrides), prepared, run_dir, variant=variant))
+    try:
+        with plugin_errors(REFERENCE, "train", expected=(FileExistsError, FileNotFoundError)):
+            config = cls.resolve_config(variant, overrides)
+            ckpt = Path(cls.train(config, prepared, run_dir, variant=variant, resume=resume))
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        if not resume:
+            raise
+        raise DemoError(f"{exc}; delete {run_dir} and run the demo again to train it afresh") from exc
     say(f"  trained in {time.perf_counter() - t:.0f} s -> {ckpt}")
     return ckpt
 
@@ -106,7 +131,9 @@ def run_demo(opts: DemoOptions, say: Callable[[str], object] = print) -> DemoRes
     from ctbench.data.batch import prepare
     from ctbench.data.prepared import load_manifest
     from ctbench.data.synth import synthesize
+    from ctbench.evaluate import EvalOptions, evaluate
     from ctbench.leaderboard import build
+    from ctbench.record import read_record
 
     out = Path(opts.out)
     results = out / "results"
@@ -168,5 +195,6 @@ def run_demo(opts: DemoOptions, say: Callable[[str], object] = print) -> DemoRes
         records.append(path)
         say(f"  {spec}: {path}")
     say(f"[4/4] building the leaderboard from {results}")
-    board = build(results, out / "leaderboard", against="real-holdout")
+    source = f"prepared folder {prepared}" if opts.data else DATA_SOURCE
+    board = build(results, out / "leaderboard", against="real-holdout", data_source=source)
     return DemoResult(records, board, skipped, notes)

@@ -1,16 +1,17 @@
 """Figures made at evaluate time: tri-planar montages of samples beside real volumes, memorisation pairs.
 
-Volumes are ``(1, D, H, W)`` in [-1, 1], shown in grey over [-1, 1]. Planes: xy = the middle axial slice,
-xz = the middle coronal slice, yz = the middle sagittal slice, in radiological display
-(:func:`ctbench.protocol.radiological`: patient's right on the left of the screen); in xz / yz the superior
-end is up and the pixel aspect follows the protocol's voxel size (1.8 × 1.8 × 6.25 mm), so anatomy is not
-squashed.
+Volumes are ``(1, D, H, W)`` in [-1, 1], shown in grey over [-1, 1]. Planes: the middle axial (xy),
+coronal (xz) and sagittal (yz) slices, named so on the figures, in radiological display
+(:func:`ctbench.protocol.radiological`: patient's right on the left of the screen), with the patient's sides
+marked at the edges (R/L, A/P, S/I); in the coronal and sagittal planes the superior end is up and the pixel
+aspect follows the protocol's voxel size (1.8 × 1.8 × 6.25 mm), so anatomy is not squashed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +22,19 @@ from ctbench.core.atomic import atomic_path
 from ctbench.protocol import FLARE22_V1, Protocol, central_planes
 
 PLANES = ("xy", "xz", "yz")
+PLANE_NAMES = {"xy": "axial", "xz": "coronal", "yz": "sagittal"}
+SIDES = {"xy": ("R", "L", "A", "P"), "xz": ("R", "L", "S", "I"), "yz": ("A", "P", "S", "I")}
+"""The patient's side at the (left, right, top, bottom) edge of each plane in radiological display."""
+
+
+def mark_sides(ax: Any, plane: str, fontsize: float = 7) -> None:
+    """Write the patient's side (R/L/A/P/S/I) at the four edges of an axis showing ``plane``."""
+    left, right, top, bottom = SIDES[plane]
+    style = {"color": "yellow", "fontsize": fontsize, "transform": ax.transAxes, "fontweight": "bold"}
+    ax.text(0.03, 0.5, left, va="center", ha="left", **style)
+    ax.text(0.97, 0.5, right, va="center", ha="right", **style)
+    ax.text(0.5, 0.97, top, va="top", ha="center", **style)
+    ax.text(0.5, 0.03, bottom, va="bottom", ha="center", **style)
 
 
 def _planes(volume: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
@@ -65,10 +79,11 @@ def triplanar_montage(
             ax.imshow(slices[plane], cmap="gray", vmin=-1, vmax=1, aspect=_aspect(plane, protocol))
             ax.set_xticks([])
             ax.set_yticks([])
+            mark_sides(ax, plane)
             if r == 0:
                 ax.set_title(f"{group}\n{label}", fontsize=8)
             if c == 0:
-                ax.set_ylabel(plane, fontsize=9)
+                ax.set_ylabel(PLANE_NAMES[plane], fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, Path(path))
@@ -79,13 +94,19 @@ def pairs_figure(
     path: str | Path,
     title: str = "",
     protocol: Protocol = FLARE22_V1,
+    flagged: Sequence[bool] | None = None,
+    note: str = "",
 ) -> Path:
-    """Side-by-side rows ``(label A, volume A, label B, volume B)``: xy and xz of A, then of B."""
+    """Side-by-side rows ``(label A, volume A, label B, volume B)``: axial and coronal of A, then of B.
+
+    ``flagged[i]``: row ``i`` is marked (red frame and "FLAGGED"); ``note``: a line of explanation under the title.
+    """
     if not pairs:
         raise ValueError("pairs figure needs at least one pair")
-    fig = Figure(figsize=(8, 2.4 * len(pairs)))
+    fig = Figure(figsize=(8, 2.4 * len(pairs) + (0.4 if note else 0)), layout="constrained")
     axes = fig.subplots(len(pairs), 4, squeeze=False)
     for r, (label_a, vol_a, label_b, vol_b) in enumerate(pairs):
+        hit = bool(flagged[r]) if flagged is not None else False
         for c, (label, vol, plane) in enumerate(
             [(label_a, vol_a, "xy"), (label_a, vol_a, "xz"), (label_b, vol_b, "xy"), (label_b, vol_b, "xz")]
         ):
@@ -93,9 +114,14 @@ def pairs_figure(
             ax.imshow(_planes(vol)[plane], cmap="gray", vmin=-1, vmax=1, aspect=_aspect(plane, protocol))
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{label} ({plane})", fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
+            mark_sides(ax, plane, fontsize=6)
+            flag = "FLAGGED " if hit and c < 2 else ""
+            ax.set_title(f"{flag}{label} ({PLANE_NAMES[plane]})", fontsize=8, color="tab:red" if flag else "black")
+            if hit and c < 2:
+                for spine in ax.spines.values():
+                    spine.set(color="tab:red", linewidth=2.5)
+    if title or note:
+        fig.suptitle("\n".join(t for t in (title, note) if t), fontsize=9)
     return _save(fig, Path(path))
 
 

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import click
 
-from ctbench.data.batch import DEFAULT_WORKERS, PrepareError
-from ctbench.data.batch import prepare as run_prepare
-from ctbench.data.prepared import load_manifest
-from ctbench.data.preview import save_preview
-from ctbench.data.synth import DEFAULT_N, DEFAULT_SEED, synthesize
-from ctbench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol
+from ctbench.cli.options import SEED
+from ctbench.data.defaults import DEFAULT_N, DEFAULT_SEED, DEFAULT_WORKERS
+
+# the data modules (numpy, nibabel, SimpleITK) are imported when a command runs, so `--help` starts fast
 
 
 @click.group()
@@ -23,13 +21,15 @@ def data() -> None:
 @data.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--n", "n", type=click.IntRange(min=1), default=DEFAULT_N, show_default=True, help="Number of phantoms.")
-@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Same seed, same phantoms.")
+@click.option("--seed", type=SEED, default=DEFAULT_SEED, show_default=True, help="Same seed, same phantoms.")
 @click.option("--small", is_flag=True, help="Coarse, short scans (1 mm, 20-32 slices of 5 mm) for quick tests.")
 def synth(out: Path, n: int, seed: int, small: bool) -> None:
     """Write N procedural abdominal CT phantoms (HU, with label maps) to OUT/images and OUT/labels.
 
     These are synthetic phantoms, NOT FLARE22 scans. Example: ctbench data synth raw --n 8 --seed 0
     """
+    from ctbench.data.synth import synthesize
+
     try:
         paths = synthesize(out, n, seed, small=small)
     except OSError as exc:
@@ -46,19 +46,30 @@ def synth(out: Path, n: int, seed: int, small: bool) -> None:
 @click.option(
     "--protocol",
     "protocol_name",
-    type=click.Choice(sorted(PROTOCOLS)),
-    default=DEFAULT_PROTOCOL.name,
-    show_default=True,
-    help="Data protocol; recorded in the manifest, a rerun must use the same.",
+    default=None,
+    help="Data protocol (default: the current one, flare22-v1); recorded in the manifest, a rerun must use the same.",
 )
-def prepare(src: Path, out: Path, workers: int, protocol_name: str) -> None:
+def prepare(src: Path, out: Path, workers: int, protocol_name: str | None) -> None:
     """Prepare every scan in SRC (NIfTI files or DICOM series folders) into OUT, with OUT/manifest.json.
 
     A rerun skips the cases already prepared from the same source bytes. Exits 1 if any scan failed.
     Example: ctbench data prepare raw prepared --workers 2
     """
+    from ctbench.data.batch import PrepareError
+    from ctbench.data.batch import prepare as run_prepare
+    from ctbench.protocol import DEFAULT_PROTOCOL, get_protocol
+
+    if src.is_file():
+        raise click.ClickException(
+            f"{src}: is a file; SRC must be a folder of scans (NIfTI files or DICOM series folders): "
+            "put the scan into a folder of its own and pass that folder"
+        )
     try:
-        result = run_prepare(src, out, workers=workers, protocol=get_protocol(protocol_name))
+        protocol = get_protocol(protocol_name) if protocol_name else DEFAULT_PROTOCOL
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--protocol") from None
+    try:
+        result = run_prepare(src, out, workers=workers, protocol=protocol)
     except (PrepareError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     m = result.manifest
@@ -84,6 +95,9 @@ def info(root: Path, preview: Path | None, split: str | None, max_cases: int) ->
 
     Example: ctbench data info prepared --preview prepared.png
     """
+    from ctbench.data.prepared import load_manifest
+    from ctbench.data.preview import save_preview
+
     try:
         m = load_manifest(root)
     except (FileNotFoundError, ValueError) as exc:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
+from ctbench.cli.options import SEED
 from ctbench.demo import DemoOptions
 
 _D = DemoOptions()
@@ -13,7 +16,7 @@ _D = DemoOptions()
 @click.option("--out", type=click.Path(file_okay=False), default=_D.out, show_default=True)
 @click.option("--cases", type=click.IntRange(min=10), default=_D.cases, show_default=True, help="Phantoms to make.")
 @click.option("--samples", type=click.IntRange(min=2), default=_D.samples, show_default=True, help="Per generator.")
-@click.option("--seed", type=int, default=_D.seed, show_default=True)
+@click.option("--seed", type=SEED, default=_D.seed, show_default=True, help="Seed of the phantoms and samples.")
 @click.option("--workers", type=click.IntRange(min=1), default=_D.workers, show_default=True)
 @click.option("--full-size", is_flag=True, help="Full-size phantoms (slower) instead of the quick coarse ones.")
 @click.option("--no-reference", is_flag=True, help="Skip training/evaluating the tiny vqgan-ddpm.")
@@ -23,7 +26,8 @@ def demo(
 ) -> None:
     """Synthesise phantoms, prepare them, evaluate the baselines (+ a tiny reference model), build a leaderboard.
 
-    Offline and on CPU, in a few minutes. Example: ctbench demo --out demo-out
+    Offline and on CPU. Interrupted (Ctrl-C)? Run the same command again: it resumes, reusing every finished
+    step. Example: ctbench demo --out demo-out
     """
     from ctbench.api import PluginError, UnknownNameError
     from ctbench.data.batch import PrepareError
@@ -42,13 +46,18 @@ def demo(
     )
     try:
         result = run_demo(opts, say=click.echo)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: run the same command again to resume; it reuses what {out} already holds "
+                   "(phantoms, prepared cases, the reference model's last checkpoint, result records)", err=True)
+        raise SystemExit(130) from None
     except OSError as exc:
         where = exc.filename if exc.filename is not None else out
         raise click.ClickException(f"{where}: {exc.strerror or exc}") from exc
     except (DemoError, PrepareError, EvaluationError, UnknownNameError, PluginError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("")
-    click.echo(result.leaderboard["markdown"].read_text().split("\nSkipped metrics:")[0].strip())
+    board = result.leaderboard["markdown"].read_text()
+    click.echo(re.split(r"\n<details>|\nSkipped metrics:", board)[0].strip())  # glossary and headline table
     click.echo("")
     for note in result.notes:
         click.echo(f"note: {note}")

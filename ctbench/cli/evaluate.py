@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import click
-import yaml
 
+from ctbench.cli.options import DEVICE_HELP, SEED, check_device
 from ctbench.evaluate.options import EvalOptions
 
 _D = EvalOptions()
@@ -15,6 +15,8 @@ _D = EvalOptions()
 
 def key_values(pairs: tuple[str, ...], option: str = "--set", example: str = "sampler.steps=50") -> dict:
     """``key.sub=value`` pairs (values parsed as YAML) → nested dict; ``option`` and ``example`` for errors."""
+    import yaml
+
     out: dict = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -36,7 +38,7 @@ def key_values(pairs: tuple[str, ...], option: str = "--set", example: str = "sa
 @click.option(
     "--n", "--num-samples", "n", type=click.IntRange(min=1), default=_D.n, show_default=True, help="Number of samples."
 )
-@click.option("--seed", type=int, default=_D.seed, show_default=True, help="Sample i is seeded by (seed, i).")
+@click.option("--seed", type=SEED, default=_D.seed, show_default=True, help="Sample i is seeded by (seed, i).")
 @click.option(
     "--metrics",
     help="Comma-separated metric names (see `ctbench ls`). Default: every metric that can run here (others are "
@@ -53,7 +55,9 @@ def key_values(pairs: tuple[str, ...], option: str = "--set", example: str = "sa
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=_D.batch_size, show_default=True, help="Volumes per sample()."
 )
-@click.option("--device", default=_D.device, show_default=True, help="Where the generator and extractors run.")
+@click.option(
+    "--device", default=_D.device, show_default=True, help="Where the generator and extractors run: " + DEVICE_HELP
+)
 @click.option("--save-samples", is_flag=True, help="Also write the samples as NIfTI in HU under OUT/samples/RUN_ID/.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override (repeatable).")
 @click.option("--unverified-weights", is_flag=True, help="Allow feature weights whose sha256 differs (unranked).")
@@ -125,8 +129,13 @@ def evaluate(**kw: Any) -> None:
             cache=not kw["no_cache"],
             metric_options=metric_options(kw["metric_opts"], kw["slices"]),
         )
+    opts.device = check_device(opts.device)  # a record made on a GPU, rerun here, is checked too
     try:
         path = run(opts, argv=default_argv())
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: no record was written; run the same command again to evaluate (reference "
+                   "statistics already cached are reused; samples are drawn again)", err=True)
+        raise SystemExit(130) from None
     except (UnknownNameError, PluginError, EvaluationError, ValueError, FileNotFoundError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if path is None:

@@ -16,20 +16,21 @@ def leaderboard() -> None:
 @click.argument("results", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="leaderboard", show_default=True)
 @click.option("--against", metavar="NAME", help="Add each row's difference from this generator (same group).")
-def build(results: str, out: str, against: str | None) -> None:
+@click.option("--data-source", metavar="TEXT", help="What the data are, for the titles (e.g. 'FLARE22').")
+def build(results: str, out: str, against: str | None, data_source: str | None) -> None:
     """Write leaderboard.csv, README.md and index.html (with plots and montages) for RESULTS into OUT.
 
     \b
     Example:
-      ctbench leaderboard build results/ -o leaderboard/ --against real-holdout
+      ctbench leaderboard build results/ -o leaderboard/ --against real-holdout --data-source FLARE22
     """
     from ctbench.leaderboard import build as run
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            paths = run(results, out, against=against)
-        except OSError as exc:
+            paths = run(results, out, against=against, data_source=data_source)
+        except OSError as exc:  # FileNotFoundError: no records; others: the folder cannot be written
             raise click.ClickException(str(exc)) from exc
         finally:
             for w in caught:

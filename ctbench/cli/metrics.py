@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ctbench.cli.options import DEVICE_HELP, check_device
 from ctbench.core.errors import MetricUnavailable
 
 
@@ -17,7 +18,7 @@ from ctbench.core.errors import MetricUnavailable
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--metric", "metrics", multiple=True,
               help="Feature metric(s) to compute reference statistics for (default: every one, e.g. fid, fvd).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="Where the feature network runs: " + DEVICE_HELP)
 @click.option("--batch-size", type=int, default=None, help="Slices (FID) or videos (FVD) per forward pass.")
 @click.option("--no-cache", is_flag=True, help="Recompute and do not store in $CTBENCH_CACHE.")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -59,6 +60,7 @@ def stats(
         if not import_files:
             raise click.UsageError("give PREPARED_DIR, or --import FILE")
         return
+    device = check_device(device)
     try:
         manifest = load_manifest(prepared_dir)
         options = metric_options(metric_opts, slices)
@@ -114,7 +116,8 @@ def fetch_cmd(names: tuple[str, ...]) -> None:
         try:
             r = fetch(name)
         except (KeyError, ValueError, OSError) as exc:
-            raise click.ClickException(f"{name}: {exc}") from exc
+            why = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # str(KeyError) adds quotes
+            raise click.ClickException(f"{name}: {why}") from exc
         if r.verified:
             click.echo(f"{name}: {r.path} (verified, sha256 {r.sha256})")
         else:

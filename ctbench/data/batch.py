@@ -17,6 +17,7 @@ from ctbench.core.errors import CtbenchError
 from ctbench.core.hashing import file_sha256
 from ctbench.core.progress import progress_bar
 from ctbench.data.checks import ScanError
+from ctbench.data.defaults import DEFAULT_WORKERS
 from ctbench.data.prepared import (
     MANIFEST_NAME,
     VOLUMES_DIR,
@@ -32,7 +33,6 @@ from ctbench.protocol import FLARE22_V1, Protocol
 
 MODALITY_SUFFIX = "_0000"
 """FLARE22 / nnU-Net channel suffix dropped from file names to form case ids."""
-DEFAULT_WORKERS = 1
 SAVE_EVERY_S = 1.0
 """The manifest is rewritten at most this often during a run (and always at the end or on Ctrl-C)."""
 

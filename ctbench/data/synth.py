@@ -26,6 +26,7 @@ from scipy import ndimage
 
 from ctbench.core.atomic import atomic_path, write_text_atomic
 from ctbench.core.progress import progress_bar
+from ctbench.data.defaults import DEFAULT_N, DEFAULT_SEED
 
 LABELS = {"liver": 1, "right_kidney": 2, "spleen": 3, "aorta": 5, "ivc": 6, "stomach": 11, "left_kidney": 13}
 """FLARE22 label ids of the organs the phantom draws."""
@@ -35,8 +36,6 @@ SLICE_SPACINGS_MM = (0.625, 1.0, 1.25, 2.0, 2.5, 3.0, 5.0)
 PHANTOM_VERSION = 1
 """Bump when the phantom drawing changes, so a resumed ``synthesize`` never mixes old and new phantoms."""
 SYNTH_RECORD = "synth.json"
-DEFAULT_N = 8
-DEFAULT_SEED = 0
 
 
 @dataclass(frozen=True)

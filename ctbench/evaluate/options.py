@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from ctbench.core.errors import CtbenchError
-from ctbench.record import read_record
 
 
 class EvaluationError(CtbenchError, RuntimeError):
@@ -89,6 +88,8 @@ class EvalOptions:
 
 def rerun_options(record_path: str | Path, **changes: Any) -> EvalOptions:
     """The options that produced a record (``force`` set), with ``changes`` applied; for ``--rerun``."""
+    from ctbench.record import read_record  # imported here: `ctbench evaluate --help` reads only EvalOptions
+
     record = read_record(record_path)
     try:
         opts = EvalOptions.from_dict(record["command"]["options"])

@@ -12,7 +12,7 @@ from ctbench.core.atomic import atomic_path, write_text_atomic
 from ctbench.figures import interval_plot
 from ctbench.leaderboard.columns import axis_label, key_info, real_partner
 from ctbench.leaderboard.ranking import Row, collect
-from ctbench.leaderboard.writers import to_csv, to_html, to_markdown
+from ctbench.leaderboard.writers import shared_value, to_csv, to_html, to_markdown
 
 
 def _copy_artifact(row: Row, artifact: str, out: Path, subdir: str) -> str | None:
@@ -34,12 +34,11 @@ def _copy_artifact(row: Row, artifact: str, out: Path, subdir: str) -> str | Non
 
 def _shared_reference(rows: list[Row], key: str) -> tuple[str, float, tuple[float, float] | None] | None:
     """(label, value, interval) of a real-side column when every row that has it has the same value, else None."""
-    having = [r for r in rows if r.value(key) is not None]
-    value = having[0].value(key) if having else None
-    if value is None or any(r.value(key) != value for r in having):
+    shared = shared_value(rows, key)
+    if shared is None:
         return None
-    split = having[0].record["protocol"]["split"]
-    return f"real volumes ({split}): {key}", value, having[0].interval(key)
+    split = next(r for r in rows if r.value(key) is not None).record["protocol"]["split"]
+    return f"real volumes ({split}): {key}", *shared
 
 
 def _plot_label(row: Row) -> str:
@@ -51,14 +50,20 @@ def _plot_label(row: Row) -> str:
     return row.label
 
 
-def build(results: str | Path, out: str | Path, against: str | None = None) -> dict[str, Path]:
-    """Write ``leaderboard.csv``, ``README.md``, ``index.html``, plots and montages to ``out``; returns their paths."""
+def build(
+    results: str | Path, out: str | Path, against: str | None = None, data_source: str | None = None
+) -> dict[str, Path]:
+    """Write ``leaderboard.csv``, ``README.md``, ``index.html``, plots and montages to ``out``; returns their paths.
+
+    ``data_source`` (e.g. ``FLARE22`` or ``synthetic phantoms, NOT FLARE22``) goes into the boards' titles.
+    Raises ``FileNotFoundError`` when ``results`` holds no result record (no empty board is written).
+    """
     results, out = Path(results), Path(out)
     if not results.is_dir():
         raise FileNotFoundError(f"{results}: no such results folder")
     groups = collect(results, against)
     if not groups:
-        warnings.warn(f"{results}: no result records found; the leaderboard is empty", stacklevel=2)
+        raise FileNotFoundError(f"{results}: no result records (*.json) found; nothing to build")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -90,6 +95,6 @@ def build(results: str | Path, out: str | Path, against: str | None = None) -> d
                     figures[label] = copied
     paths = {"csv": out / "leaderboard.csv", "markdown": out / "README.md", "html": out / "index.html"}
     write_text_atomic(paths["csv"], to_csv(groups, against))
-    write_text_atomic(paths["markdown"], to_markdown(groups, against))
-    write_text_atomic(paths["html"], to_html(groups, against))
+    write_text_atomic(paths["markdown"], to_markdown(groups, against, data_source))
+    write_text_atomic(paths["html"], to_html(groups, against, data_source))
     return paths

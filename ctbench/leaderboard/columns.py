@@ -1,7 +1,8 @@
 """What the leaderboard knows about a column (a metric key), read from the Metric contract's :class:`Key`.
 
 A key no installed metric declares (a record made with a metric plugin that is not installed here) is shown
-after the known ones, with no direction, and never ranks.
+after the known ones, with no direction, and never ranks. Each metric's first declared key is its headline:
+the boards show headline columns first and the rest behind a details toggle.
 """
 
 from __future__ import annotations
@@ -26,6 +27,27 @@ def column_order(present: set[str]) -> list[str]:
     """``present`` keys in registry order (headline keys first), unknown keys after, sorted."""
     known = [k for k in _keys() if k in present]
     return known + sorted(present - set(known))
+
+
+@functools.cache
+def headline_keys() -> frozenset[str]:
+    """The first declared key of every usable metric (``fid_mean``, ``fvd``, ``ms_ssim``, ...)."""
+    return frozenset(st.cls.keys[0].name for st in METRICS.statuses() if st.cls is not None and st.cls.keys)
+
+
+def glossary(key: str) -> str:
+    """One line on the column ``key``: direction, units and the contract's description."""
+    info = key_info(key)
+    if info.direction in ("lower", "higher"):
+        better = f"{arrow(key)} {info.direction} is better"
+    elif info.real_of:
+        better = f"real-side reference for `{info.real_of}`"
+    else:
+        partner = next((k.name for k in _keys().values() if k.real_of == key), None)
+        better = f"read against `{partner}`" if partner else "no better direction"
+    unit = f", in {info.units}" if info.units else ""
+    what = info.description or "not declared by any metric installed here"
+    return f"`{key}` ({better}{unit}): {what}"
 
 
 def rank_keys() -> list[str]:

@@ -24,6 +24,7 @@ Rules:
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import warnings
@@ -224,7 +225,12 @@ def _deltas(group: Group, against: str) -> None:
     rows = group.rows + group.apart + group.unverified
     ref = next((r for r in rows if against in (r.label, r.record["generator"]["name"])), None)
     if ref is None:
-        warnings.warn(f"--against {against}: no such generator in group '{group.title}'; Δ cells are —", stacklevel=3)
+        names = sorted({n for r in rows for n in (r.label, r.record["generator"]["name"])})
+        close = difflib.get_close_matches(against, names, n=3)
+        hint = f"; did you mean: {', '.join(close)}?" if close else f"; it has: {', '.join(names)}"
+        warnings.warn(
+            f"--against {against}: no such generator in group '{group.title}'; Δ cells are —{hint}", stacklevel=3
+        )
     for r in rows:
         r.delta = {
             k: None

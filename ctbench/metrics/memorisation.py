@@ -198,6 +198,8 @@ class Memorisation(Metric):
     def __init__(self, keep_worst: int = 4):
         self.keep_worst = keep_worst
         self._index: tuple[str, TrainIndex] | None = None
+        self._held_out: np.ndarray = np.zeros(0)
+        """The last :meth:`score`'s held-out correlations, for the figure's threshold."""
 
     def options(self) -> dict[str, Any]:
         return {"pool": POOL, "split": "train"}
@@ -233,10 +235,12 @@ class Memorisation(Metric):
 
     def score(self, fake: Accumulator, reference: np.ndarray, ctx: RunContext) -> dict[str, MetricValue]:
         assert isinstance(fake, MemorisationAudit)
+        self._held_out = reference
         return audit_values(np.array([fake.corr[i] for i in sorted(fake.corr)]), reference)
 
     def artifacts(self, fake: Accumulator, ctx: RunContext, stem: str, label: str) -> dict[str, Any]:
-        """``<stem>.memorisation.png``: the samples nearest a training scan beside that scan."""
+        """``<stem>.memorisation.png``: the samples nearest a training scan beside that scan, the flagged ones
+        marked, with the threshold (the highest held-out scan's correlation) in the title."""
         from ctbench.data.prepared import read_volume
         from ctbench.figures import pairs_figure
 
@@ -244,6 +248,8 @@ class Memorisation(Metric):
         if ctx.out_dir is None or not fake.worst:
             return {}
         train = ctx.manifest.select("train")
+        threshold = float(np.max(self._held_out)) if len(self._held_out) else None
+        flagged = [threshold is not None and p.corr > threshold for p in fake.worst]
         pairs = [
             (
                 f"sample {p.sample_index} (r={p.corr:.3f})",
@@ -253,10 +259,18 @@ class Memorisation(Metric):
             )
             for p in fake.worst
         ]
-        fig = pairs_figure(pairs, ctx.out_dir / f"{stem}.memorisation.png", title=f"{label}: nearest training scans")
+        if threshold is None:
+            rule = "no held-out scans: nothing can be flagged"
+        else:
+            total = sum(r > threshold for r in fake.corr.values())
+            rule = (f"flagged: r > {threshold:.3f}, the highest r of {len(self._held_out)} held-out real scans "
+                    f"({sum(flagged)} of the {len(pairs)} shown; {total} in all)")
+        fig = pairs_figure(pairs, ctx.out_dir / f"{stem}.memorisation.png", flagged=flagged, note=rule,
+                           title=f"{label}: the samples nearest a training scan (r: correlation with it)")
         return {
             "memorisation_pairs": fig.name,
             "memorisation_worst": [
                 {"sample": p.sample_index, "train_case": train[p.train_index].id, "corr": p.corr} for p in fake.worst
             ],
         }
+

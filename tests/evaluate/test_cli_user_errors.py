@@ -64,15 +64,16 @@ def test_out_of_range_numbers_are_usage_errors(prepared_dir, option, value, mess
 def test_leaderboard_unwritable_output_empty_folder_and_unknown_against(tmp_path, make_record):
     results = tmp_path / "results"
     results.mkdir()
+    r = _invoke(["leaderboard", "build", str(results), "-o", str(tmp_path / "lb")])
+    assert r.exit_code == 1 and f"Error: {results}: no result records (*.json) found; nothing to build" in r.output
+    assert not (tmp_path / "lb").exists()  # no empty board
+
+    write_record(make_record("noise", {"intensity_w1": 200.0}), results)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     r = _invoke(["leaderboard", "build", str(results), "-o", str(blocker / "lb")])
     assert f"{blocker / 'lb'}: cannot create the leaderboard folder" in r.output
 
-    r = CliRunner().invoke(main, ["leaderboard", "build", str(results), "-o", str(tmp_path / "lb")])
-    assert r.exit_code == 0 and f"warning: {results}: no result records found" in r.output
-
-    write_record(make_record("noise", {"intensity_w1": 200.0}), results)
     r = CliRunner().invoke(main, ["leaderboard", "build", str(results), "-o", str(tmp_path / "lb"), "--against", "x"])
     assert r.exit_code == 0 and "warning: --against x: no such generator in group" in r.output
 

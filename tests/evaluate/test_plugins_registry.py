@@ -312,7 +312,7 @@ def test_train_on_a_broken_or_untrainable_plugin_is_one_error_line(
     toy_plugin_path, prepared_dir, tmp_path, monkeypatch
 ):
     monkeypatch.syspath_prepend(str(toy_plugin_path))
-    monkeypatch.setattr("ctbench.cli.train.REGISTRY", Registry())
+    monkeypatch.setattr("ctbench.api.REGISTRY", Registry())  # `ctbench train` imports it when it runs
     for spec, error in [
         ("toy-plain", f"generator 'toy-plain' (ctbench_broken_plugins.plugins:PlainBlobs) is broken: {PLAIN}"),
         ("toy-blobs", "generator 'toy-blobs' is not trainable"),
