@@ -5,6 +5,7 @@ with the reason, where TensorFlow or tensorflow-hub (the ``fvd`` extra) is not i
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,11 @@ def _tensorflow_missing() -> str | None:
 
 
 TENSORFLOW_MISSING = _tensorflow_missing()
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two cores: one torch thread each
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
