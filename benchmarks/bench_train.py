@@ -43,8 +43,9 @@ from ctbench_generators.vqgan_ddpm.build import (
 )
 from ctbench_generators.vqgan_ddpm.discriminators import random_axial_slices
 from ctbench_generators.vqgan_ddpm.losses import discriminator_loss, generator_adversarial_loss, reconstruction_loss
+from ctbench_generators.vqgan_ddpm.runtime import Runtime, precision_for
 from ctbench_generators.vqgan_ddpm.samplers import make_sampler
-from ctbench_generators.vqgan_ddpm.train import Runtime, ddpm_step, precision_for, vqgan_step
+from ctbench_generators.vqgan_ddpm.steps import ddpm_step, vqgan_step
 from ctbench_generators.vqgan_ddpm.variants import default_config
 
 CPU_SIZE = {"data": {"volume_shape": [32, 64, 64]}, "ddpm": {"unet": {"base_channels": 16}}}

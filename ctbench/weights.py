@@ -1,6 +1,6 @@
 """Pinned feature-network weights: where they come from, where they live, and whether they are the right ones.
 
-Two networks are pinned (:data:`WEIGHTS`):
+Three networks are pinned (:data:`WEIGHTS`):
 
 * ``inception-v3-compat``: the TensorFlow FID InceptionV3 (``pt_inception-2015-12-05``) converted to PyTorch,
   one ``.pth`` file, as torch-fidelity and pytorch-fid distribute it. Verified by its sha256.
@@ -8,6 +8,8 @@ Two networks are pinned (:data:`WEIGHTS`):
   content hash of the folder (the folder rule of :mod:`ctbench.core.hashing`: sorted relative paths, each with
   its file's sha256): the tarball is served through redirects (tfhub.dev → Kaggle) with no published hash, and
   its bytes may change when re-packed, while the unpacked files are what TensorFlow loads.
+* ``vgg16-imagenet``: torchvision's VGG16 ImageNet checkpoint, the LPIPS trunk of the reference generator's
+  perceptual loss (training only; no metric uses it). Verified by its sha256.
 
 Weights live in ``$CTBENCH_CACHE/weights`` (default ``~/.cache/ctbench/weights``). ``fetch`` downloads them with
 pooch and checks the pinned hash; ``import_weights`` copies a local file or folder in (air-gapped machines);
@@ -74,6 +76,16 @@ WEIGHTS: dict[str, WeightSpec] = {
         sha256=None,
         handle=I3D_HANDLE,
         description="TF-Hub deepmind/i3d-kinetics-400/1 (SavedModel, default signature: 400 logits)",
+    ),
+    # The reference generator's LPIPS trunk (vqgan-ddpm's vqgan.perceptual_weight); not a metric's weights.
+    "vgg16-imagenet": WeightSpec(
+        name="vgg16-imagenet",
+        kind="file",
+        filename="vgg16-397923af.pth",
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+        size_bytes=553_433_881,
+        description="torchvision VGG16 ImageNet (IMAGENET1K_V1): the LPIPS trunk of vqgan-ddpm's perceptual loss",
     ),
 }
 
@@ -191,11 +203,15 @@ def resolve(name: str, unverified_ok: bool = False) -> ResolvedWeights:
 
 
 def infer_name(path: Path) -> str:
-    """Which pinned network a local file or folder is: a SavedModel folder is I3D, a ``.pth`` file InceptionV3."""
+    """Which pinned network a local file or folder is: a SavedModel folder is I3D, a file named as a pinned file
+    (``vgg16-397923af.pth``) that one, another ``.pth`` file InceptionV3."""
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "i3d-kinetics-400"
         raise ValueError(f"{path}: folder has no saved_model.pb; not a TF-Hub SavedModel")
+    by_filename = [spec.name for spec in WEIGHTS.values() if spec.kind == "file" and spec.filename == path.name]
+    if by_filename:
+        return by_filename[0]
     if path.suffix in (".pth", ".pt"):
         return "inception-v3-compat"
     raise ValueError(f"{path}: cannot tell which weights this is; pass --name ({', '.join(sorted(WEIGHTS))})")

@@ -57,7 +57,9 @@ def test_matching_pin_is_verified(inception_weights, monkeypatch):
     monkeypatch.setitem(W.WEIGHTS, "inception-v3-compat", spec)
     r = W.import_weights(inception_weights)
     assert r.verified and W.resolve("inception-v3-compat").verified
-    assert {s.name: s.state for s in W.status()} == {"inception-v3-compat": "verified", "i3d-kinetics-400": "missing"}
+    assert {s.name: s.state for s in W.status()} == {
+        "inception-v3-compat": "verified", "i3d-kinetics-400": "missing", "vgg16-imagenet": "missing"
+    }
 
 
 @pytest.fixture

@@ -16,8 +16,10 @@ from ctbench.cli import main
 from ctbench.data.dataset import PreparedDataset
 from ctbench.protocol import DEFAULT_PROTOCOL
 from ctbench_generators.vqgan_ddpm.build import build_vqgan
+from ctbench_generators.vqgan_ddpm.checkpoint import load_checkpoint
+from ctbench_generators.vqgan_ddpm.data import VolumeBatches
 from ctbench_generators.vqgan_ddpm.plugin import VQGANDDPM
-from ctbench_generators.vqgan_ddpm.train import VolumeBatches, load_checkpoint, train
+from ctbench_generators.vqgan_ddpm.trainer import train
 from ctbench_generators.vqgan_ddpm.variants import default_config
 
 TINY_YAML = VQGANDDPM.config_files()["tiny"]
