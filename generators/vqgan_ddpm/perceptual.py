@@ -10,6 +10,7 @@ vgg16-imagenet`` offline). Only its convolutional ``features.*`` are used. Slice
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,16 +30,24 @@ class SlicePerceptualLoss(nn.Module):
         super().__init__()
         import lpips
 
-        with warnings.catch_warnings():  # lpips builds its random trunk through torchvision's deprecated argument
-            warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
-            self.lpips = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
-        trunk = self.lpips.net.state_dict()
-        # lpips keeps torchvision's layer numbers inside five slices: slice3.10.weight is features.10.weight
-        source = {key: "features." + key.split(".", 1)[1] for key in trunk}
-        missing = sorted(s for s in source.values() if s not in vgg_state)
+        # built on the meta device: lpips would otherwise initialise a whole random VGG16 (classifier included),
+        # seconds of work for weights that are replaced right away
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")  # its deprecated argument
+            self.lpips = lpips.LPIPS(net="vgg", pnet_rand=True, pretrained=False, verbose=False)
+        own = self.lpips.state_dict()
+        # lpips keeps torchvision's layer numbers inside five slices: net.slice3.10.weight is features.10.weight
+        trunk = {key: "features." + key.split(".", 2)[2] for key in own if key.startswith("net.")}
+        missing = sorted(s for s in trunk.values() if s not in vgg_state)
         if missing:
             raise ValueError(f"not a torchvision VGG16 state dict: no {', '.join(missing[:3])}")
-        self.lpips.net.load_state_dict({key: vgg_state[s] for key, s in source.items()})
+        heads = torch.load(Path(lpips.__file__).parent / "weights" / "v0.1" / "vgg.pth", map_location="cpu",
+                           weights_only=True)  # the linear heads the lpips wheel ships
+        state = {key: vgg_state[s] for key, s in trunk.items()}
+        state.update({key: heads[key.replace("lins.", "lin", 1)] if key.startswith("lins.") else heads[key]
+                      for key in own if key.startswith("lin")})
+        state.update({key: own[key] for key in own if key.startswith("scaling_layer.")})
+        self.lpips.load_state_dict(state, assign=True)
         self.requires_grad_(False)
         self.eval()
 

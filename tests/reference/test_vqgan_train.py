@@ -167,7 +167,10 @@ def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
         scaled = gen.vqgan.encode(vols).z_q * gen.latent_scale
     assert scaled.std().item() == pytest.approx(1.0, rel=0.2)  # the DDPM sees unit-variance latents
     x = check_samples(gen.sample(2, seed=0), 2, "vqgan-ddpm")
-    assert gen.info().config == {**config, "output": gen.info().config["output"]}
+    info = gen.info().config
+    assert info == {**config, "output": info["output"], "sampler": "ddim-50", "augmentation": []}
+    paper = REGISTRY.load("vqgan-ddpm@ancestral", checkpoint)  # a sampling variant of the default's checkpoint
+    assert paper.info().variant == "ancestral" and paper.info().config["sampler"] == "ancestral-100"
     assert default_config()["data"]["volume_shape"] == [64, 128, 128] and x.shape[2:] == (64, 128, 128)
 
     # ... and evaluates through the registry like any plugin (weight-free metric: runs offline)
@@ -178,3 +181,4 @@ def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
     (record,) = (tmp_path / "results").glob("*.json")
     generator = json.loads(record.read_text())["generator"]
     assert generator["name"] == "vqgan-ddpm" and generator["variant"] == "full"
+    assert generator["config"]["sampler"] == "ddim-50" and generator["config"]["augmentation"] == []
