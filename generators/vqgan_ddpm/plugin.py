@@ -174,7 +174,8 @@ class VQGANDDPM(Generator):
 
         ``(D, H, W)`` is the load context's protocol's (64×128×128 under flare22-v1). Sample i's initial
         and per-step noise come from ``sample_generator(seed, i)``. Volumes decoded at another size
-        (``data.volume_shape``, e.g. 16×32×32 in the tiny config) are resized trilinearly to the protocol's.
+        (``data.volume_shape``, e.g. 16×32×32 in the tiny config) are resized to the protocol's
+        (``sampling.resize``: ``trilinear``, or ``nearest``, which adds no intensities the decoder did not make).
         """
         bs = batch_size or self.config["sampling"]["batch_size"]
         target = self._target_shape()
@@ -186,9 +187,13 @@ class VQGANDDPM(Generator):
             z = z / self.latent_scale + (self.latent_mean if self.latent_mean is not None else 0.0)
             x = self.vqgan.decode(z).float()
             if tuple(x.shape[2:]) != target:
-                x = F.interpolate(x, size=target, mode="trilinear", align_corners=False)
+                x = F.interpolate(x, size=target, mode=self._resize())
             out.append(x.clamp(-1, 1).cpu())
         return torch.cat(out) if out else torch.empty((0, 1, *target))
+
+    def _resize(self) -> str:
+        """``sampling.resize``: how decoded volumes reach the protocol's size (``trilinear`` or ``nearest``)."""
+        return self.config["sampling"].get("resize", "trilinear")  # checkpoints from before the key: trilinear
 
     def _target_shape(self) -> tuple[int, int, int]:
         """``(D, H, W)`` of the protocol's volumes."""
@@ -201,7 +206,7 @@ class VQGANDDPM(Generator):
         cfg["augmentation"] = augmentation(self.config)
         cfg["output"] = {
             "decoded_shape": list(self.config["data"]["volume_shape"]),
-            "resize_to_protocol": "trilinear" if list(self._target_shape())
+            "resize_to_protocol": self._resize() if list(self._target_shape())
             != list(self.config["data"]["volume_shape"]) else None,
         }
         params = sum(p.numel() for p in self.vqgan.parameters()) + sum(p.numel() for p in self.unet.parameters())

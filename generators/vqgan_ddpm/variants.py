@@ -88,7 +88,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # learns only how volumes differ from the mean one. Off: the paper's plain scaling
         "center_latents": False,
     },
-    "sampling": {"sampler": "ddim", "steps": 50, "eta": 0.0, "batch_size": 4},
+    # resize: how volumes decoded below the protocol's size (data.volume_shape) reach it: trilinear | nearest
+    "sampling": {"sampler": "ddim", "steps": 50, "eta": 0.0, "batch_size": 4, "resize": "trilinear"},
     "checkpoint": {"save_every": 1000, "sample_every": 5000, "log_every": 10},
     # bf16 autocast and channels-last memory format, per device type. On the CPU both are off by default:
     # fp32 keeps runs bit-reproducible (resume), and bf16 convolutions are slow on most CPUs.

@@ -112,7 +112,7 @@ def test_train_command_on_prepared_folder_then_sample(prepared_dir, tmp_path):
     gen = REGISTRY.load("vqgan-ddpm", out / "checkpoint.pt")
     info = gen.info()
     assert info.variant == "rec+disc" and info.checkpoint_sha256 and info.parameters > 0
-    assert info.config["output"] == {"decoded_shape": [16, 32, 32], "resize_to_protocol": "trilinear"}
+    assert info.config["output"] == {"decoded_shape": [16, 32, 32], "resize_to_protocol": "nearest"}
     x = check_samples(gen.sample(3, seed=7, batch_size=3), 3, "vqgan-ddpm")
     assert x.std() > 0
     one_by_one = gen.sample(3, seed=7, batch_size=1)
@@ -148,8 +148,11 @@ def test_batches_are_deterministic_resized_and_split_across_ranks(toy_volumes):
 
 
 def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
-    """The exact call the demo makes: tiny.yaml unchanged, both stages, on the synthetic prepared set."""
-    config = VQGANDDPM.resolve_config(None, yaml.safe_load(TINY_YAML.read_text()))
+    """The call the demo makes, on tiny.yaml with its steps cut (120 + 150; the demo trains 600 + 300)."""
+    tiny = yaml.safe_load(TINY_YAML.read_text())
+    tiny["vqgan"]["train"]["steps"], tiny["vqgan"]["discriminator"]["start_step"] = 120, 60
+    tiny["ddpm"]["train"]["steps"] = 150
+    config = VQGANDDPM.resolve_config(None, tiny)
     checkpoint = VQGANDDPM.train(config, prepared_dir, tmp_path)
     assert sorted(p.name for p in (tmp_path / "montages").iterdir()) == ["ddpm_0000100.png", "vqgan_0000100.png"]
 
@@ -169,6 +172,7 @@ def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
     x = check_samples(gen.sample(2, seed=0), 2, "vqgan-ddpm")
     info = gen.info().config
     assert info == {**config, "output": info["output"], "sampler": "ddim-50", "augmentation": []}
+    assert info["output"]["resize_to_protocol"] == "nearest"
     paper = REGISTRY.load("vqgan-ddpm@ancestral", checkpoint)  # a sampling variant of the default's checkpoint
     assert paper.info().variant == "ancestral" and paper.info().config["sampler"] == "ancestral-100"
     assert default_config()["data"]["volume_shape"] == [64, 128, 128] and x.shape[2:] == (64, 128, 128)
