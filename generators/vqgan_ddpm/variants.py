@@ -137,10 +137,13 @@ def resolve_variant_config(variant: str, overrides: dict[str, Any]) -> dict[str,
     """:data:`DEFAULT_CONFIG`, then ``overrides``, then ``VARIANTS[variant]`` (the variant's keys win).
 
     Raises ``ValueError`` when ``overrides`` sets one of the variant's keys to a value that is neither
-    the default (a file that only spells out defaults, like ``flare22.yaml``) nor the variant's own.
+    the default (a file that only spells out defaults, like ``flare22.yaml``) nor the variant's own; a
+    sampling variant (``@ancestral``) simply wins over a file's sampling settings.
     """
     defaults, changes = flatten_config(DEFAULT_CONFIG), flatten_config(VARIANTS[variant])
     for key, value in flatten_config(overrides).items():
+        if variant in SAMPLING_VARIANTS:  # a file's DDIM step count is no contradiction of the full ancestral chain
+            break
         if key in changes and value not in (defaults.get(key), changes[key]):
             raise ValueError(
                 f"config key {key!r} = {value!r} contradicts variant {variant!r}, which sets it to {changes[key]!r}"

@@ -171,7 +171,7 @@ def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
     assert scaled.std().item() == pytest.approx(1.0, rel=0.2)  # the DDPM sees unit-variance latents
     x = check_samples(gen.sample(2, seed=0), 2, "vqgan-ddpm")
     info = gen.info().config
-    assert info == {**config, "output": info["output"], "sampler": "ddim-50", "augmentation": []}
+    assert info == {**config, "output": info["output"], "sampler": "ddim-10", "augmentation": []}
     assert info["output"]["resize_to_protocol"] == "nearest"
     paper = REGISTRY.load("vqgan-ddpm@ancestral", checkpoint)  # a sampling variant of the default's checkpoint
     assert paper.info().variant == "ancestral" and paper.info().config["sampler"] == "ancestral-100"
@@ -185,4 +185,4 @@ def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
     (record,) = (tmp_path / "results").glob("*.json")
     generator = json.loads(record.read_text())["generator"]
     assert generator["name"] == "vqgan-ddpm" and generator["variant"] == "full"
-    assert generator["config"]["sampler"] == "ddim-50" and generator["config"]["augmentation"] == []
+    assert generator["config"]["sampler"] == "ddim-10" and generator["config"]["augmentation"] == []
