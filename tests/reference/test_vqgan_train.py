@@ -167,8 +167,9 @@ def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
         after = (gen.vqgan(vols).reconstruction - vols).abs().mean().item()
     assert after < 0.3 * before, (before, after)
     with torch.no_grad():
-        scaled = gen.vqgan.encode(vols).z_q * gen.latent_scale
+        scaled = (gen.vqgan.encode(vols).z_q - gen.latent_mean) * gen.latent_scale  # tiny.yaml centres latents
     assert scaled.std().item() == pytest.approx(1.0, rel=0.2)  # the DDPM sees unit-variance latents
+    assert scaled.mean(0).abs().mean().item() < 0.2 * scaled.std().item()  # ... around the per-position mean
     x = check_samples(gen.sample(2, seed=0), 2, "vqgan-ddpm")
     info = gen.info().config
     assert info == {**config, "output": info["output"], "sampler": "ddim-10", "augmentation": []}
