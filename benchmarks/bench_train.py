@@ -2,9 +2,12 @@
 
 Cases, each measured in a fresh process (so peak memory is its own), in the same run:
 
-* ``vqgan G+D step``: one generator update and one discriminator update at batch 2; the
-  discriminator step reuses the generator pass's reconstructions (detached).
-* ``vqgan G+D step, naive`` (baseline): the same, but the discriminator step runs the autoencoder
+* ``vqgan G+D step``: one generator update and one discriminator update at batch 2, with the recipe's
+  terms: LPIPS on slices (a random VGG16 trunk: same cost as the ImageNet one), discriminator feature
+  matching, gradient clipping; the discriminator step reuses the generator pass's reconstructions (detached).
+* ``..., no LPIPS`` / ``no feature matching`` / ``no clipping`` / ``no new terms``: the same step with one
+  (or all three) of those terms off; the table shows what each costs and what all three cost together.
+* ``vqgan G+D step, naive`` (baseline of ``no new terms``): the discriminator step runs the autoencoder
   again with autograd on, as the public medicaldiffusion implementation does.
 * ``ddpm step``: one denoiser update (hybrid loss) at batch 2 on latents, encoder pass included.
 * ``sample, ddim 50``: one volume: 50 DDIM steps + decode (ctbench's fast sampler).
@@ -43,8 +46,10 @@ from ctbench_generators.vqgan_ddpm.build import (
 )
 from ctbench_generators.vqgan_ddpm.discriminators import random_axial_slices
 from ctbench_generators.vqgan_ddpm.losses import discriminator_loss, generator_adversarial_loss, reconstruction_loss
+from ctbench_generators.vqgan_ddpm.perceptual import SlicePerceptualLoss
+from ctbench_generators.vqgan_ddpm.runtime import Runtime, precision_for
 from ctbench_generators.vqgan_ddpm.samplers import make_sampler
-from ctbench_generators.vqgan_ddpm.train import Runtime, ddpm_step, precision_for, vqgan_step
+from ctbench_generators.vqgan_ddpm.steps import ddpm_step, vqgan_step
 from ctbench_generators.vqgan_ddpm.variants import default_config
 
 CPU_SIZE = {"data": {"volume_shape": [32, 64, 64]}, "ddpm": {"unet": {"base_channels": 16}}}
@@ -103,6 +108,14 @@ def naive_vqgan_step(model, discs, opt_g, opt_d, x, cfg, g, rt) -> None:
     opt_d.step()
 
 
+def _random_vgg16() -> dict[str, torch.Tensor]:
+    """A random torchvision VGG16 trunk (``features.*``): LPIPS costs the same with it as with ImageNet weights."""
+    import torchvision
+
+    return {f"features.{k}": v for k, v in torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
+            .state_dict().items()}
+
+
 def _case(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
     torch.manual_seed(0)
     device, repeats = args.device, args.repeats
@@ -116,6 +129,14 @@ def _case(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
     x = rt.to_device(torch.rand(2, 1, *shape) * 2 - 1)
     vq = rt.prepare(build_vqgan(cfg))
     if name.startswith("vqgan"):
+        off = name.split(", ", 1)[1] if ", " in name else ""
+        if off in ("no LPIPS", "no new terms"):
+            cfg["vqgan"]["perceptual_weight"] = 0.0
+        if off in ("no feature matching", "no new terms"):
+            cfg["vqgan"]["discriminator"]["feature_weight"] = 0.0
+        if off in ("no clipping", "no new terms"):
+            cfg["vqgan"]["train"]["grad_clip"] = None
+        perceptual = rt.prepare(SlicePerceptualLoss(_random_vgg16())) if cfg["vqgan"]["perceptual_weight"] else None
         discs = rt.prepare(build_discriminators(cfg))
         opt_g = torch.optim.Adam(vq.parameters(), lr=1e-4, betas=(0.5, 0.9))
         opt_d = torch.optim.Adam(discs.parameters(), lr=1e-4, betas=(0.5, 0.9))
@@ -125,7 +146,8 @@ def _case(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
                 naive_vqgan_step(vq, discs, opt_g, opt_d, x, cfg, torch.Generator().manual_seed(i), rt)
         else:
             def run(i):
-                vqgan_step(vq, discs, opt_g, opt_d, [x], after_warmup, cfg, torch.Generator().manual_seed(i), rt)
+                vqgan_step(vq, discs, opt_g, opt_d, [x], after_warmup, cfg, torch.Generator().manual_seed(i), rt,
+                           perceptual=perceptual)
     else:
         unet = rt.prepare(build_unet(cfg))
         diffusion = build_diffusion(cfg)
@@ -170,7 +192,11 @@ def _case(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
 
 
 CASES = [
-    ("vqgan G+D step", "vqgan G+D step, naive"),
+    ("vqgan G+D step", None),
+    ("vqgan G+D step, no LPIPS", None),
+    ("vqgan G+D step, no feature matching", None),
+    ("vqgan G+D step, no clipping", None),
+    ("vqgan G+D step, no new terms", "vqgan G+D step, naive"),
     ("vqgan G+D step, naive", None),
     ("ddpm step", None),
     ("sample, ddim 50", "sample, ancestral T"),
@@ -210,13 +236,20 @@ def main() -> None:
     print(f"\nvqgan-ddpm on {args.device} ({where}), torch {torch.__version__}, volumes {size}, batch 2, "
           f"VQGAN base {cfg['vqgan']['base_channels']} / {cfg['vqgan']['codebook_size']} codes, "
           f"UNet base {cfg['ddpm']['unet']['base_channels']}, T = {cfg['ddpm']['diffusion']['timesteps']}, {precision}")
-    print(f"| {'case':<24} | {'time (s)':>9} | {'vs baseline':>13} | {'peak MB':>8} |")
-    print(f"|{'-' * 26}|{'-' * 11}:|{'-' * 14}:|{'-' * 9}:|")
+    print(f"| {'case':<36} | {'time (s)':>9} | {'vs baseline':>13} | {'peak MB':>8} |")
+    print(f"|{'-' * 38}|{'-' * 11}:|{'-' * 14}:|{'-' * 9}:|")
     for name, baseline in CASES:
         t, peak = results[name]
         ratio = f"{results[baseline][0] / t:.2f}x faster" if baseline else "baseline" if any(
             b == name for _, b in CASES) else ""
-        print(f"| {name:<24} | {t:>9.3f} | {ratio:>13} | {peak:>8.0f} |")
+        print(f"| {name:<36} | {t:>9.3f} | {ratio:>13} | {peak:>8.0f} |")
+    full = results["vqgan G+D step"][0]
+    print("\nThe recipe's VQGAN terms: what each adds to the G+D step (time with it / time without, same run)")
+    print(f"| {'term':<36} | {'ratio':>6} |")
+    print(f"|{'-' * 38}|{'-' * 7}:|")
+    for term in ("LPIPS", "feature matching", "clipping", "new terms"):
+        label = "all three together" if term == "new terms" else term
+        print(f"| {label:<36} | {full / results[f'vqgan G+D step, no {term}'][0]:>5.2f}x |")
 
 
 if __name__ == "__main__":

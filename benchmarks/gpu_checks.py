@@ -39,7 +39,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 NEEDED = {
     "metrics": ("torch", "torchvision", "numpy", "scipy", "torch_fidelity", "tqdm"),
-    "train": ("torch", "numpy", "einops", "yaml", "tqdm"),
+    "train": ("torch", "torchvision", "numpy", "einops", "yaml", "tqdm", "lpips"),
 }
 """Modules each benchmark imports; a step whose modules are missing is reported as skipped, the others run."""
 

@@ -1,6 +1,6 @@
 """Pinned feature-network weights: where they come from, where they live, and whether they are the right ones.
 
-Three weights are pinned (:data:`WEIGHTS`):
+Four weights are pinned (:data:`WEIGHTS`):
 
 * ``inception-v3-compat``: the TensorFlow FID InceptionV3 (``pt_inception-2015-12-05``) converted to PyTorch,
   one ``.pth`` file, as torch-fidelity and pytorch-fid distribute it. Verified by its sha256.
@@ -13,6 +13,8 @@ Three weights are pinned (:data:`WEIGHTS`):
   that step only) and recording the module's hash inside. The same module converts to the same bytes, so the file
   has its own pin next to the module's. :func:`resolve_converted` also checks the recorded module hash against the
   pin and against the module installed here, if any.
+* ``vgg16-imagenet``: torchvision's VGG16 ImageNet checkpoint, the LPIPS trunk of the reference generator's
+  perceptual loss (training only; no metric uses it). Verified by its sha256.
 
 Weights live in ``$CTBENCH_CACHE/weights`` (default ``~/.cache/ctbench/weights``). ``fetch`` downloads them with
 pooch and checks the pinned hash; ``import_weights`` copies a local file or folder in (air-gapped machines);
@@ -96,6 +98,16 @@ WEIGHTS: dict[str, WeightSpec] = {
         sha256=None,
         source="i3d-kinetics-400",
         description="i3d-kinetics-400 converted for ctbench's PyTorch I3D (made by `ctbench weights convert`)",
+    ),
+    # The reference generator's LPIPS trunk (vqgan-ddpm's vqgan.perceptual_weight); not a metric's weights.
+    "vgg16-imagenet": WeightSpec(
+        name="vgg16-imagenet",
+        kind="file",
+        filename="vgg16-397923af.pth",
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+        size_bytes=553_433_881,
+        description="torchvision VGG16 ImageNet (IMAGENET1K_V1): the LPIPS trunk of vqgan-ddpm's perceptual loss",
     ),
 }
 
@@ -286,11 +298,15 @@ def convert(name: str) -> tuple[ResolvedWeights, Conversion]:
 
 
 def infer_name(path: Path) -> str:
-    """Which pinned network a local file or folder is: a SavedModel folder is I3D, a ``.pth`` file InceptionV3."""
+    """Which pinned network a local file or folder is: a SavedModel folder is I3D, a file named as a pinned file
+    (``vgg16-397923af.pth``) that one, another ``.pth`` file InceptionV3."""
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "i3d-kinetics-400"
         raise ValueError(f"{path}: folder has no saved_model.pb; not a TF-Hub SavedModel")
+    by_filename = [spec.name for spec in WEIGHTS.values() if spec.kind == "file" and spec.filename == path.name]
+    if by_filename:
+        return by_filename[0]
     if path.suffix in (".pth", ".pt"):
         return "i3d-kinetics-400-torch" if _is_converted_i3d(path) else "inception-v3-compat"
     raise ValueError(f"{path}: cannot tell which weights this is; pass --name ({', '.join(sorted(WEIGHTS))})")

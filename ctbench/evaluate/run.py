@@ -145,6 +145,7 @@ def evaluate(opts: EvalOptions, argv: list[str] | None = None) -> Path | None:
         unverified_ok=opts.unverified_weights,
         generated_hu_range=hu_range,
         out_dir=out_dir,
+        mirrored_training="flip-lr" in ((source.block.get("config") or {}).get("augmentation") or []),
     )
     try:
         streams = Streams({name: m.accumulator(ctx) for name, m in metrics.items()}, opts.montage_volumes)

@@ -92,6 +92,8 @@ class RunContext:
     generated_hu_range: tuple[float, float] = (-1000.0, 1000.0)
     out_dir: Path | None = None
     """Where a metric may write figures beside the record (None: no figures)."""
+    mirrored_training: bool = False
+    """The generator trained on left-right flipped volumes too (its record's ``augmentation`` has ``flip-lr``)."""
 
 
 class Accumulator(ABC):

@@ -7,7 +7,9 @@ with it. For every generated volume the nearest training volume and its correlat
 the same is done for every held-out real volume (``r_real``). A generated volume is flagged when
 ``r_gen > max(r_real)``: it is closer to some training scan than any held-out scan is to any training scan.
 The flagged count is the headline number; the worst pairs (highest ``r_gen``) are kept at full resolution
-for a side-by-side figure.
+for a side-by-side figure. A generator trained with left-right flips (``RunContext.mirrored_training``) may
+have memorised a mirror image: the training set is then indexed with its mirror images too (both sides,
+generated and held-out, are compared with the same doubled set).
 """
 
 from __future__ import annotations
@@ -205,22 +207,34 @@ class Memorisation(Metric):
         return {"pool": POOL, "split": "train"}
 
     def train_index(self, ctx: RunContext) -> TrainIndex:
-        """The ``train`` split as unit vectors (cached under ``$CTBENCH_CACHE/memorisation``), built once."""
+        """The ``train`` split as unit vectors (cached under ``$CTBENCH_CACHE/memorisation``), built once.
+
+        With ``ctx.mirrored_training`` the split's left-right mirror images follow it (index ``n + i`` is case
+        i mirrored, id ``"<id> (mirrored)"``).
+        """
         from ctbench.core.cache import cache_root
         from ctbench.data.streaming import case_batches
 
-        if self._index is not None and self._index[0] == ctx.manifest.sha256:
+        key = f"{ctx.manifest.sha256}:{ctx.mirrored_training}"
+        if self._index is not None and self._index[0] == key:
             return self._index[1]
         train = ctx.manifest.select("train")
         if not train:
             raise ValueError(f"{ctx.manifest.root}: memorisation needs a non-empty train split")
+        ids = [c.id for c in train]
+        views = [lambda x: x]
+        fields: dict[str, Any] = {"manifest_sha256": ctx.manifest.sha256, "split": "train"}
+        if ctx.mirrored_training:
+            ids += [f"{i} (mirrored)" for i in ids]
+            views.append(lambda x: x.flip(-1))  # W: the patient's left-right axis
+            fields["mirrored"] = True
         index = load_or_build_index(
-            [c.id for c in train],
-            lambda: (x for _, _, x in case_batches(train, desc="memorisation: train index")),
-            {"manifest_sha256": ctx.manifest.sha256, "split": "train"},
+            ids,
+            lambda: (view(x) for view in views for _, _, x in case_batches(train, desc="memorisation: train index")),
+            fields,
             cache_root() / "memorisation" if ctx.cache else None,
         )
-        self._index = (ctx.manifest.sha256, index)
+        self._index = (key, index)
         return index
 
     def accumulator(self, ctx: RunContext) -> MemorisationAudit:
@@ -250,13 +264,17 @@ class Memorisation(Metric):
         train = ctx.manifest.select("train")
         threshold = float(np.max(self._held_out)) if len(self._held_out) else None
         flagged = [threshold is not None and p.corr > threshold for p in fake.worst]
+
+        def train_volume(i: int) -> torch.Tensor:
+            v = torch.from_numpy(read_volume(train[i % len(train)].path))[None]
+            return v.flip(-1) if i >= len(train) else v  # the mirrored half of the index
+
+        def train_label(i: int) -> str:
+            return f"train {train[i % len(train)].id}" + (" (mirrored)" if i >= len(train) else "")
+
         pairs = [
-            (
-                f"sample {p.sample_index} (r={p.corr:.3f})",
-                p.volume,
-                f"train {train[p.train_index].id}",
-                torch.from_numpy(read_volume(train[p.train_index].path))[None],
-            )
+            (f"sample {p.sample_index} (r={p.corr:.3f})", p.volume, train_label(p.train_index),
+             train_volume(p.train_index))
             for p in fake.worst
         ]
         if threshold is None:
@@ -270,7 +288,9 @@ class Memorisation(Metric):
         return {
             "memorisation_pairs": fig.name,
             "memorisation_worst": [
-                {"sample": p.sample_index, "train_case": train[p.train_index].id, "corr": p.corr} for p in fake.worst
+                {"sample": p.sample_index, "train_case": train[p.train_index % len(train)].id,
+                 "mirrored": p.train_index >= len(train), "corr": p.corr}
+                for p in fake.worst
             ],
         }
 

@@ -72,6 +72,44 @@ def build_sampler(config: dict[str, Any]) -> AncestralSampler | DDIMSampler:
     return make_sampler(s["sampler"], build_diffusion(config), s.get("steps"), s.get("eta", 0.0))
 
 
+def attention_positions(config: dict[str, Any]) -> dict[str, int]:
+    """Positions (d·h·w) each self-attention level of the UNet attends over: ``{"level 1": 2048, "middle": 256}``.
+
+    Level i works at the latent size halved i times (a stride-2 conv maps n to ⌈n/2⌉); the middle block at the
+    lowest level.
+    """
+    u = config["ddpm"]["unet"]
+    size = list(latent_shape(config)[1:])
+    out: dict[str, int] = {}
+    levels = len(u["channel_mult"])
+    for level in range(levels):
+        if level in u["attn_levels"]:
+            out[f"level {level}"] = size[0] * size[1] * size[2]
+        if level < levels - 1:
+            size = [-(-s // 2) for s in size]
+    out["middle"] = size[0] * size[1] * size[2]
+    return out
+
+
+def check_latent_fits(config: dict[str, Any], variant: str = "full") -> None:
+    """Raise ``ValueError`` when the latent of ``config`` cannot be compressed or would not fit the UNet.
+
+    Not fitting: a self-attention layer over more than ``ddpm.unet.max_attention_positions`` positions (its
+    attention matrix grows with their square).
+    """
+    shape = latent_shape(config)
+    limit = config["ddpm"]["unet"]["max_attention_positions"]
+    too_big = {k: n for k, n in attention_positions(config).items() if n > limit}
+    if too_big:
+        where = ", ".join(f"{k}: {n}" for k, n in too_big.items())
+        raise ValueError(
+            f"vqgan-ddpm@{variant}: the latent {shape[0]} × {'×'.join(map(str, shape[1:]))} would not fit the UNet: "
+            f"its self-attention would attend over more than ddpm.unet.max_attention_positions = {limit} positions "
+            f"({where}); attend at lower levels only (ddpm.unet.attn_levels), add a level (channel_mult), use a "
+            "higher compression or a smaller data.volume_shape, or raise the limit"
+        )
+
+
 def latent_shape(config: dict[str, Any]) -> tuple[int, int, int, int]:
     """``(C, d, h, w)`` of the latents for ``data.volume_shape``."""
     c = config["vqgan"]["compression"]

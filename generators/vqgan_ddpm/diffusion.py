@@ -93,6 +93,16 @@ class GaussianDiffusion:
             last = self.alphas_cumprod[t]
         return GaussianDiffusion(betas, [int(self.timestep_map[t]) for t in keep])
 
+    def ddim_spaced(self, steps: int) -> GaussianDiffusion:
+        """:meth:`respaced` onto timesteps ⌊k·T/steps⌋, k = 0 … steps-1 (the DDIM paper's and improved DDPM's).
+
+        The chain starts at T - T/steps, not at T - 1: there ᾱ ≈ 0 (cosine: ~1e-6), and x_0 predicted from ε
+        carries ε's error × 1/√ᾱ (~10³), which a deterministic DDIM chain never recovers from.
+        """
+        if not 1 <= steps <= self.num_timesteps:
+            raise ValueError(f"steps must be in [1, {self.num_timesteps}], got {steps}")
+        return self.respaced(np.arange(steps) * self.num_timesteps // steps)
+
     def evenly_spaced(self, steps: int) -> GaussianDiffusion:
         """:meth:`respaced` onto ``steps`` evenly spaced timesteps (always keeping the last, t = T-1)."""
         if not 1 <= steps <= self.num_timesteps:

@@ -5,6 +5,9 @@
   volume (3D) discriminator: D maximises ``log D(x) + log(1 - D(x̂))``, G maximises ``log D(x̂)``. Written
   with ``softplus`` on logits, which is the same function in a numerically stable form.
 * L_cm (commitment) lives in the quantiser; L_cb is replaced by the EMA codebook update.
+* L_fm (discriminator feature matching, as medicaldiffusion): L1 between the discriminator's activations on
+  the real volume (or slice) and on its reconstruction, per layer weighted 4 / (layers), summed.
+* L_perc (LPIPS on 2D slices) lives in :mod:`.perceptual`.
 """
 
 from __future__ import annotations
@@ -26,3 +29,16 @@ def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> 
 def generator_adversarial_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     """Non-saturating generator loss ``-log D(x̂)`` = ``softplus(-l_fake)``, averaged over patches."""
     return F.softplus(-logits_fake.float()).mean()
+
+
+def feature_matching_loss(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
+    """``Σ_l 4/L · mean |f_l(x̂) - sg(f_l(x))|`` over the L activations before the logits (the last entry).
+
+    ``fake`` and ``real``: :meth:`~.discriminators.PatchGAN.features` of the reconstruction and of the input;
+    gradients flow into ``fake`` only.
+    """
+    layers = len(fake) - 1
+    return sum(
+        (4.0 / layers * F.l1_loss(f.float(), r.detach().float()) for f, r in zip(fake[:-1], real[:-1], strict=True)),
+        torch.zeros((), device=fake[0].device),
+    )

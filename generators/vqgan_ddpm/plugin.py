@@ -8,7 +8,9 @@ Load a checkpoint written by ``ctbench train vqgan-ddpm`` and sample volumes::
 
 Sampling overrides (``sampling.sampler`` = ``ddim`` | ``ancestral``, ``sampling.steps``, ``sampling.eta``,
 ``sampling.batch_size``) and precision overrides (``bf16`` / ``channels_last``, each ``{"cuda": bool,
-"cpu": bool}``) are the only overrides a trained checkpoint accepts.
+"cpu": bool}``) are the only overrides a trained checkpoint accepts. Variants that change only sampling
+(``@ancestral``) load a checkpoint trained as the default variant. Sampling needs no trainer: this module
+imports the networks, the checkpoint reader and the runtime only (the trainer is imported by :meth:`train`).
 """
 
 from __future__ import annotations
@@ -27,8 +29,17 @@ from ctbench.core.hashing import file_sha256
 from ctbench.seeding import sample_generator
 
 from .build import build_sampler, build_unet, build_vqgan, latent_shape
-from .train import CHECKPOINT_NAME, Runtime, load_checkpoint, precision_for, train
-from .variants import DEFAULT_VARIANT, VARIANTS, default_config, resolve_variant_config
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .runtime import Runtime, precision_for
+from .variants import (
+    DEFAULT_VARIANT,
+    SAMPLING_VARIANTS,
+    VARIANTS,
+    augmentation,
+    default_config,
+    resolve_variant_config,
+    sampler_label,
+)
 
 PLUGIN_VERSION = "1.0.0"
 LOAD_OVERRIDES = frozenset({"sampling", "bf16", "channels_last"})  # what a trained checkpoint lets one change
@@ -41,10 +52,10 @@ class VQGANDDPM(Generator):
     trainable: ClassVar[bool] = True
 
     def __init__(self, state: dict[str, Any], config: dict[str, Any], overrides: dict[str, Any], context: LoadContext,
-                 checkpoint_sha256: str | None):
+                 checkpoint_sha256: str | None, variant: str):
         self.config, self.overrides = config, overrides
         self.device, self.protocol = context.device, context.protocol
-        self.variant = state["variant"]
+        self.variant = variant
         self.vqgan = build_vqgan(config)
         self.vqgan.load_state_dict(state["vqgan"]["model"])
         self.unet = build_unet(config)
@@ -53,6 +64,8 @@ class VQGANDDPM(Generator):
         self.runtime.prepare(self.vqgan).eval().requires_grad_(False)
         self.runtime.prepare(self.unet).eval().requires_grad_(False)
         self.latent_scale = float(state["ddpm"]["latent_scale"])
+        mean = state["ddpm"].get("latent_mean")  # per-position mean (ddpm.center_latents), None when not centred
+        self.latent_mean = mean.to(self.device) if mean is not None else None
         self.sampler = build_sampler(config)
         self.checkpoint_sha256 = checkpoint_sha256
 
@@ -100,15 +113,19 @@ class VQGANDDPM(Generator):
     ) -> VQGANDDPM:
         """Build from a finished run's ``checkpoint.pt``; its stored config is used, plus sampling overrides.
 
-        The checkpoint's variant is the generator's variant; naming another non-default one is an error.
+        The checkpoint's variant is the generator's variant; naming another non-default one is an error, except
+        a sampling variant (``@ancestral``) on a checkpoint trained as the default variant, whose sampling keys
+        then apply.
         """
         if checkpoint is None:
             raise ValueError("vqgan-ddpm needs a checkpoint: train one with `ctbench train vqgan-ddpm ...`")
         checkpoint = Path(checkpoint)
         state = load_checkpoint(checkpoint)
         # the registry passes the default variant when none was named; the checkpoint's own variant wins then
-        if variant not in (None, "default", DEFAULT_VARIANT, state["variant"]):
-            raise ValueError(f"{checkpoint}: trained as variant {state['variant']!r}, not {variant!r}")
+        trained = state["variant"]
+        sampling_only = variant in SAMPLING_VARIANTS and trained == DEFAULT_VARIANT
+        if variant not in (None, "default", DEFAULT_VARIANT, trained) and not sampling_only:
+            raise ValueError(f"{checkpoint}: trained as variant {trained!r}, not {variant!r}")
         for stage in ("vqgan", "ddpm"):
             if not (state.get(stage) or {}).get("done"):
                 raise ValueError(f"{checkpoint}: the {stage} stage is not finished; train it first")
@@ -116,8 +133,10 @@ class VQGANDDPM(Generator):
         if set(overrides) - LOAD_OVERRIDES:
             known = ", ".join(sorted(LOAD_OVERRIDES))
             raise ValueError(f"only {known} overrides apply to a trained vqgan-ddpm, got {sorted(overrides)}")
-        config = deep_update(state["config"], overrides)
-        return cls(state, config, overrides, context or LoadContext(), file_sha256(checkpoint))
+        config = deep_update(state["config"], VARIANTS[variant]) if sampling_only else state["config"]
+        config = deep_update(config, overrides)
+        name = variant if sampling_only else trained
+        return cls(state, config, overrides, context or LoadContext(), file_sha256(checkpoint), name)
 
     @classmethod
     def train(
@@ -132,8 +151,10 @@ class VQGANDDPM(Generator):
     ) -> Path:
         """Train ``stage`` (vqgan | ddpm | all; None = all) of a resolved config; returns the checkpoint.
 
-        See :func:`ctbench_generators.vqgan_ddpm.train.train`.
+        See :func:`ctbench_generators.vqgan_ddpm.trainer.train`.
         """
+        from .trainer import train
+
         return train(
             config, data, out_dir, stage=stage or "all", resume=resume, variant=variant or DEFAULT_VARIANT
         ).checkpoint
@@ -153,7 +174,8 @@ class VQGANDDPM(Generator):
 
         ``(D, H, W)`` is the load context's protocol's (64×128×128 under flare22-v1). Sample i's initial
         and per-step noise come from ``sample_generator(seed, i)``. Volumes decoded at another size
-        (``data.volume_shape``, e.g. 16×32×32 in the tiny config) are resized trilinearly to the protocol's.
+        (``data.volume_shape``, e.g. 16×32×32 in the tiny config) are resized to the protocol's
+        (``sampling.resize``: ``trilinear``, or ``nearest``, which adds no intensities the decoder did not make).
         """
         bs = batch_size or self.config["sampling"]["batch_size"]
         target = self._target_shape()
@@ -162,11 +184,16 @@ class VQGANDDPM(Generator):
         for start in range(offset, offset + n, bs):
             gens = [sample_generator(seed, i) for i in range(start, min(start + bs, offset + n))]
             z = self.sampler.sample(self._model, shape, gens, self.device)
-            x = self.vqgan.decode(z / self.latent_scale).float()
+            z = z / self.latent_scale + (self.latent_mean if self.latent_mean is not None else 0.0)
+            x = self.vqgan.decode(z).float()
             if tuple(x.shape[2:]) != target:
-                x = F.interpolate(x, size=target, mode="trilinear", align_corners=False)
+                x = F.interpolate(x, size=target, mode=self._resize())
             out.append(x.clamp(-1, 1).cpu())
         return torch.cat(out) if out else torch.empty((0, 1, *target))
+
+    def _resize(self) -> str:
+        """``sampling.resize``: how decoded volumes reach the protocol's size (``trilinear`` or ``nearest``)."""
+        return self.config["sampling"].get("resize", "trilinear")  # checkpoints from before the key: trilinear
 
     def _target_shape(self) -> tuple[int, int, int]:
         """``(D, H, W)`` of the protocol's volumes."""
@@ -174,9 +201,12 @@ class VQGANDDPM(Generator):
 
     def info(self) -> GeneratorInfo:
         cfg = dict(self.config)
+        # what results are comparable on: the sampler and its steps, and the training augmentation
+        cfg["sampler"] = sampler_label(self.config)
+        cfg["augmentation"] = augmentation(self.config)
         cfg["output"] = {
             "decoded_shape": list(self.config["data"]["volume_shape"]),
-            "resize_to_protocol": "trilinear" if list(self._target_shape())
+            "resize_to_protocol": self._resize() if list(self._target_shape())
             != list(self.config["data"]["volume_shape"]) else None,
         }
         params = sum(p.numel() for p in self.vqgan.parameters()) + sum(p.numel() for p in self.unet.parameters())

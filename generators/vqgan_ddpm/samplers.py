@@ -2,7 +2,7 @@
 
 * :class:`AncestralSampler`: the DDPM reverse chain ``x_{t-1} ~ p(x_{t-1} | x_t)`` with the learned
   variance; all T steps by default, or a respaced chain of fewer steps (improved DDPM §4).
-* :class:`DDIMSampler`: DDIM on an evenly spaced subset of steps (``eta = 0`` is deterministic).
+* :class:`DDIMSampler`: DDIM on the subset ⌊k·T/steps⌋ of steps (``eta = 0`` is deterministic).
 
 Every random draw of sample i comes from its own CPU ``torch.Generator`` (one per sample, see
 :mod:`ctbench.seeding`), so sample i never depends on the batch it was drawn in.
@@ -69,12 +69,13 @@ class AncestralSampler(_ChainSampler):
 
 
 class DDIMSampler(_ChainSampler):
-    """DDIM (Song et al. 2021) on ``steps`` evenly spaced timesteps; ``eta`` scales the injected noise."""
+    """DDIM (Song et al. 2021) on timesteps ⌊k·T/steps⌋ (:meth:`~.diffusion.GaussianDiffusion.ddim_spaced`);
+    ``eta`` scales the injected noise."""
 
     name = "ddim"
 
     def __init__(self, diffusion: GaussianDiffusion, steps: int = 50, eta: float = 0.0):
-        self.diffusion = diffusion.evenly_spaced(steps)
+        self.diffusion = diffusion.ddim_spaced(steps)
         self.eta = eta
 
     def _step(self, p: dict[str, torch.Tensor], i: int, noise: Callable[[], torch.Tensor]) -> torch.Tensor:

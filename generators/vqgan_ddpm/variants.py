@@ -5,8 +5,17 @@ This is the one place defaults live: the plugin, ``ctbench train`` and the YAML 
 
 Decisions written down here:
 
-* **Compression.** ``vqgan.compression = c`` means c× per axis (the paper's text; its tables say
-  otherwise, the text wins): c = 4 maps a 64×128×128 volume to a 16×32×32 latent with 8 channels.
+* **Compression.** ``vqgan.compression = c`` means c× per axis. The default is c = 4 (``@full`` = ``@c4``),
+  the paper's text: a 64×128×128 volume becomes an 8 × 16×32×32 latent. Its Tables I–II (and
+  medicaldiffusion's ``[2, 2, 2]``) read as c = 2, 8 × 32×64×64: ``@c2``. The text is the default because it
+  is the one statement of the compression in words, and its latent is the one the UNet's stated size fits
+  (8× fewer positions; ``@c2`` must drop self-attention at the UNet's middle level to stay within
+  ``ddpm.unet.max_attention_positions``). Both are one command each, so they can be compared.
+* **Flips.** No training augmentation by default: a left-right flip mirrors anatomy, which the unflipped
+  reference set penalises. ``@flip`` is the paper's "image inversion" (probability 0.5).
+* **Extra VQGAN terms** (medicaldiffusion's recipe): LPIPS on slices (``perceptual_weight`` 4, needs the
+  VGG16 ImageNet weights; 0 = off), discriminator feature matching (``discriminator.feature_weight`` 4) and
+  gradient clipping (``train.grad_clip`` 1.0, both stages).
 * **"Without L_cb and L_cm" for an EMA codebook.** The codebook is a buffer that learns only through
   its EMA update, which is what stands in for the codebook loss L_cb. Without L_cb: EMA updates and
   dead-code restarts are off, so the codebook stays frozen at its initialisation (random encoder
@@ -26,7 +35,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
     "data": {
         "volume_shape": [64, 128, 128],  # (D, H, W) the training volumes are resized to (trilinear)
-        "flip_probability": 0.5,  # left-right flip, training only (protocol flare22-v1)
+        # left-right flip, training only. 0: flips mirror anatomy (the liver moves to the patient's left), which the
+        # unflipped reference set then penalises; @flip (0.5) is the paper's "image inversion"
+        "flip_probability": 0.0,
     },
     "vqgan": {
         "base_channels": 16,
@@ -50,9 +61,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "slice_weight": 1.0,  # 2D discriminator on random axial slices
             "volume_weight": 1.0,  # 3D discriminator on the whole volume
             "lr": 3.0e-4,
+            "feature_weight": 4.0,  # L1 feature matching on both discriminators' activations (medicaldiffusion: 4)
         },
         "rec_weight": 4.0,
-        "train": {"steps": 100000, "batch_size": 2, "grad_accum": 1, "lr": 3.0e-4},
+        # LPIPS (VGG16 ImageNet trunk, `ctbench weights fetch vgg16-imagenet`) on one axial slice per volume,
+        # medicaldiffusion's 4; 0 = without it (no weights needed)
+        "perceptual_weight": 4.0,
+        "train": {"steps": 100000, "batch_size": 2, "grad_accum": 1, "lr": 3.0e-4, "grad_clip": 1.0},
     },
     "ddpm": {
         "unet": {
@@ -61,12 +76,20 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "num_res_blocks": 2,
             "attn_levels": [1, 2],
             "attn_heads": 4,
+            # the most latent positions (d·h·w) any self-attention layer may attend over: a bigger latent
+            # (e.g. @c2 with attention at level 1) is refused before training instead of running out of memory
+            "max_attention_positions": 4096,
         },
         "diffusion": {"timesteps": 1000, "schedule": "cosine", "vlb_weight": 0.001},
-        "train": {"steps": 100000, "batch_size": 8, "grad_accum": 1, "lr": 1.0e-4, "ema_decay": 0.9999},
+        "train": {"steps": 100000, "batch_size": 8, "grad_accum": 1, "lr": 1.0e-4, "ema_decay": 0.9999,
+                  "grad_clip": 1.0},
         "scale_batches": 16,  # batches encoded to measure the latent std (latents are scaled to unit variance)
+        # subtract the per-position mean latent (measured on the same batches) before scaling: the DDPM then
+        # learns only how volumes differ from the mean one. Off: the paper's plain scaling
+        "center_latents": False,
     },
-    "sampling": {"sampler": "ddim", "steps": 50, "eta": 0.0, "batch_size": 4},
+    # resize: how volumes decoded below the protocol's size (data.volume_shape) reach it: trilinear | nearest
+    "sampling": {"sampler": "ddim", "steps": 50, "eta": 0.0, "batch_size": 4, "resize": "trilinear"},
     "checkpoint": {"save_every": 1000, "sample_every": 5000, "log_every": 10},
     # bf16 autocast and channels-last memory format, per device type. On the CPU both are off by default:
     # fp32 keeps runs bit-reproducible (resume), and bf16 convolutions are slow on most CPUs.
@@ -89,9 +112,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "vqgan": {"quantizer": {"ema_update": False, "dead_code_restart": False, "commitment_weight": 0.0}}
     },
     "rec+cb+cm": {"vqgan": {"discriminator": {"enabled": False}}},
+    # compression: c× per axis. c4 (= full, the default) is the paper's text; c2 its Tables I-II and
+    # medicaldiffusion's [2, 2, 2] downsampling, whose 8 × 32×64×64 latent keeps self-attention at the UNet's
+    # lowest level only (8×16×16 positions)
+    "c2": {"vqgan": {"compression": 2}, "ddpm": {"unet": {"attn_levels": [2]}}},
+    "c4": {},  # latents 8 × 16×32×32
     "c8": {"vqgan": {"compression": 8}},  # latents 8 × 8×16×16
     "c16": {"vqgan": {"compression": 16}},  # latents 8 × 4×8×8
+    "flip": {"data": {"flip_probability": 0.5}},  # the paper's "image inversion": left-right flips in training
+    # the paper's sampler: all T ancestral steps (default: DDIM 50); loads any checkpoint trained as the default
+    "ancestral": {"sampling": {"sampler": "ancestral", "steps": None}},
 }
+SAMPLING_VARIANTS = frozenset({"ancestral"})
+"""Variants that change only sampling: one names them when loading a checkpoint trained as the default variant."""
 DEFAULT_VARIANT = "full"
 
 
@@ -104,10 +137,13 @@ def resolve_variant_config(variant: str, overrides: dict[str, Any]) -> dict[str,
     """:data:`DEFAULT_CONFIG`, then ``overrides``, then ``VARIANTS[variant]`` (the variant's keys win).
 
     Raises ``ValueError`` when ``overrides`` sets one of the variant's keys to a value that is neither
-    the default (a file that only spells out defaults, like ``flare22.yaml``) nor the variant's own.
+    the default (a file that only spells out defaults, like ``flare22.yaml``) nor the variant's own; a
+    sampling variant (``@ancestral``) simply wins over a file's sampling settings.
     """
     defaults, changes = flatten_config(DEFAULT_CONFIG), flatten_config(VARIANTS[variant])
     for key, value in flatten_config(overrides).items():
+        if variant in SAMPLING_VARIANTS:  # a file's DDIM step count is no contradiction of the full ancestral chain
+            break
         if key in changes and value not in (defaults.get(key), changes[key]):
             raise ValueError(
                 f"config key {key!r} = {value!r} contradicts variant {variant!r}, which sets it to {changes[key]!r}"
@@ -121,6 +157,18 @@ def flatten_config(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     for k, v in d.items():
         out.update(flatten_config(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
     return out
+
+
+def augmentation(config: dict[str, Any]) -> list[str]:
+    """The training augmentation of ``config`` as recorded in checkpoints and results: ``["flip-lr"]`` or ``[]``."""
+    return ["flip-lr"] if config["data"]["flip_probability"] else []
+
+
+def sampler_label(config: dict[str, Any]) -> str:
+    """``ddim-50`` or ``ancestral-1000``: the sampler and its number of network evaluations per sample."""
+    s = config["sampling"]
+    steps = s["steps"] or (config["ddpm"]["diffusion"]["timesteps"] if s["sampler"] == "ancestral" else 50)
+    return f"{s['sampler']}-{steps}"
 
 
 def check_config(config: dict[str, Any]) -> None:

@@ -11,12 +11,13 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-import ctbench_generators.vqgan_ddpm.train as train_module
+import ctbench_generators.vqgan_ddpm.trainer as train_module
 from ctbench.cli import main
 from ctbench.cli.train import find_config
 from ctbench.core.hashing import file_sha256
+from ctbench_generators.vqgan_ddpm.checkpoint import load_checkpoint
 from ctbench_generators.vqgan_ddpm.plugin import VQGANDDPM
-from ctbench_generators.vqgan_ddpm.train import load_checkpoint, train
+from ctbench_generators.vqgan_ddpm.trainer import train
 
 TINY_YAML = VQGANDDPM.config_files()["tiny"]
 

@@ -10,7 +10,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ctbench_generators.vqgan_ddpm.train import load_checkpoint, train
+from ctbench_generators.vqgan_ddpm.checkpoint import load_checkpoint
+from ctbench_generators.vqgan_ddpm.trainer import train
 
 
 def _free_port() -> int:

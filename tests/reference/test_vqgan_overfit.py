@@ -7,7 +7,8 @@ import copy
 import torch
 
 from ctbench_generators.vqgan_ddpm.build import build_diffusion, build_discriminators, build_unet, build_vqgan
-from ctbench_generators.vqgan_ddpm.train import Runtime, ddpm_step, vqgan_step
+from ctbench_generators.vqgan_ddpm.runtime import Runtime
+from ctbench_generators.vqgan_ddpm.steps import ddpm_step, vqgan_step
 
 
 def test_tiny_vqgan_overfits_one_volume(tiny_config, toy_volumes):

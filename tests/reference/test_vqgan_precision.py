@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from ctbench_generators.vqgan_ddpm.build import build_diffusion, build_discriminators, build_unet, build_vqgan
+from ctbench_generators.vqgan_ddpm.runtime import Runtime, precision_for
 from ctbench_generators.vqgan_ddpm.samplers import DDIMSampler
-from ctbench_generators.vqgan_ddpm.train import Runtime, ddpm_step, precision_for, vqgan_step
+from ctbench_generators.vqgan_ddpm.steps import ddpm_step, vqgan_step
 
 FP32 = Runtime()
 BF16 = Runtime(bf16=True)

@@ -22,9 +22,9 @@ CONFIGS = VQGANDDPM.config_files()
 SMALL = {
     "data": {"volume_shape": [32, 64, 64]},
     "vqgan": {"base_channels": 4, "codebook_size": 64, "n_res_blocks": 1, "discriminator": {"channels": 4}},
-    "ddpm": {"unet": {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attn_levels": [1]}},
+    "ddpm": {"unet": {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1}},
 }
-EXPECTED_LATENT = {"c8": (8, 4, 8, 8), "c16": (8, 2, 4, 4)}
+EXPECTED_LATENT = {"c2": (8, 16, 32, 32), "c8": (8, 4, 8, 8), "c16": (8, 2, 4, 4)}
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -63,9 +63,10 @@ def test_loss_term_variants_switch_the_right_terms():
     disc = {v: VQGANDDPM.resolve_config(v)["vqgan"]["discriminator"]["enabled"] for v in VARIANTS}
     for v in ("rec", "rec+disc"):  # without L_cb and L_cm
         assert (q[v]["ema_update"], q[v]["dead_code_restart"], q[v]["commitment_weight"]) == (False, False, 0.0)
-    for v in ("rec+cb+cm", "full", "c8", "c16"):
+    for v in ("rec+cb+cm", "full", "c2", "c4", "c8", "c16", "flip", "ancestral"):
         assert (q[v]["ema_update"], q[v]["dead_code_restart"], q[v]["commitment_weight"]) == (True, True, 0.25)
-    assert disc == {"rec": False, "rec+disc": True, "rec+cb+cm": False, "full": True, "c8": True, "c16": True}
+    assert disc == {"rec": False, "rec+disc": True, "rec+cb+cm": False, "full": True, "c2": True, "c4": True,
+                    "c8": True, "c16": True, "flip": True, "ancestral": True}
     assert VQGANDDPM.resolve_config("full") == default_config()
 
 
@@ -104,7 +105,7 @@ def test_unknown_config_keys_and_bad_compression_are_refused():
 def test_registered_as_trainable_plugin_with_its_variants():
     cls = REGISTRY.get("vqgan-ddpm")
     assert cls is VQGANDDPM and cls.trainable
-    assert set(cls.variants()) == {"rec", "rec+disc", "rec+cb+cm", "full", "c8", "c16"}
+    assert set(cls.variants()) == {"rec", "rec+disc", "rec+cb+cm", "full", "c2", "c4", "c8", "c16", "flip", "ancestral"}
     assert cls.default_variant() == "full"
 
 

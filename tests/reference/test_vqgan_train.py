@@ -16,8 +16,10 @@ from ctbench.cli import main
 from ctbench.data.dataset import PreparedDataset
 from ctbench.protocol import DEFAULT_PROTOCOL
 from ctbench_generators.vqgan_ddpm.build import build_vqgan
+from ctbench_generators.vqgan_ddpm.checkpoint import load_checkpoint
+from ctbench_generators.vqgan_ddpm.data import VolumeBatches
 from ctbench_generators.vqgan_ddpm.plugin import VQGANDDPM
-from ctbench_generators.vqgan_ddpm.train import VolumeBatches, load_checkpoint, train
+from ctbench_generators.vqgan_ddpm.trainer import train
 from ctbench_generators.vqgan_ddpm.variants import default_config
 
 TINY_YAML = VQGANDDPM.config_files()["tiny"]
@@ -110,7 +112,7 @@ def test_train_command_on_prepared_folder_then_sample(prepared_dir, tmp_path):
     gen = REGISTRY.load("vqgan-ddpm", out / "checkpoint.pt")
     info = gen.info()
     assert info.variant == "rec+disc" and info.checkpoint_sha256 and info.parameters > 0
-    assert info.config["output"] == {"decoded_shape": [16, 32, 32], "resize_to_protocol": "trilinear"}
+    assert info.config["output"] == {"decoded_shape": [16, 32, 32], "resize_to_protocol": "nearest"}
     x = check_samples(gen.sample(3, seed=7, batch_size=3), 3, "vqgan-ddpm")
     assert x.std() > 0
     one_by_one = gen.sample(3, seed=7, batch_size=1)
@@ -146,8 +148,11 @@ def test_batches_are_deterministic_resized_and_split_across_ranks(toy_volumes):
 
 
 def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
-    """The exact call the demo makes: tiny.yaml unchanged, both stages, on the synthetic prepared set."""
-    config = VQGANDDPM.resolve_config(None, yaml.safe_load(TINY_YAML.read_text()))
+    """The call the demo makes, on tiny.yaml with its steps cut (120 + 150; the demo trains 600 + 300)."""
+    tiny = yaml.safe_load(TINY_YAML.read_text())
+    tiny["vqgan"]["train"]["steps"], tiny["vqgan"]["discriminator"]["start_step"] = 120, 60
+    tiny["ddpm"]["train"]["steps"] = 150
+    config = VQGANDDPM.resolve_config(None, tiny)
     checkpoint = VQGANDDPM.train(config, prepared_dir, tmp_path)
     assert sorted(p.name for p in (tmp_path / "montages").iterdir()) == ["ddpm_0000100.png", "vqgan_0000100.png"]
 
@@ -162,10 +167,15 @@ def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
         after = (gen.vqgan(vols).reconstruction - vols).abs().mean().item()
     assert after < 0.3 * before, (before, after)
     with torch.no_grad():
-        scaled = gen.vqgan.encode(vols).z_q * gen.latent_scale
+        scaled = (gen.vqgan.encode(vols).z_q - gen.latent_mean) * gen.latent_scale  # tiny.yaml centres latents
     assert scaled.std().item() == pytest.approx(1.0, rel=0.2)  # the DDPM sees unit-variance latents
+    assert scaled.mean(0).abs().mean().item() < 0.2 * scaled.std().item()  # ... around the per-position mean
     x = check_samples(gen.sample(2, seed=0), 2, "vqgan-ddpm")
-    assert gen.info().config == {**config, "output": gen.info().config["output"]}
+    info = gen.info().config
+    assert info == {**config, "output": info["output"], "sampler": "ddim-10", "augmentation": []}
+    assert info["output"]["resize_to_protocol"] == "nearest"
+    paper = REGISTRY.load("vqgan-ddpm@ancestral", checkpoint)  # a sampling variant of the default's checkpoint
+    assert paper.info().variant == "ancestral" and paper.info().config["sampler"] == "ancestral-100"
     assert default_config()["data"]["volume_shape"] == [64, 128, 128] and x.shape[2:] == (64, 128, 128)
 
     # ... and evaluates through the registry like any plugin (weight-free metric: runs offline)
@@ -176,3 +186,4 @@ def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
     (record,) = (tmp_path / "results").glob("*.json")
     generator = json.loads(record.read_text())["generator"]
     assert generator["name"] == "vqgan-ddpm" and generator["variant"] == "full"
+    assert generator["config"]["sampler"] == "ddim-10" and generator["config"]["augmentation"] == []
