@@ -299,7 +299,8 @@ def convert(name: str) -> tuple[ResolvedWeights, Conversion]:
 
 def infer_name(path: Path) -> str:
     """Which pinned network a local file or folder is: a SavedModel folder is I3D, a file named as a pinned file
-    (``vgg16-397923af.pth``) that one, another ``.pth`` file InceptionV3."""
+    (``vgg16-397923af.pth``) that one, another ``.pth``/``.pt`` file the converted I3D when it holds one, else
+    InceptionV3."""
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "i3d-kinetics-400"
