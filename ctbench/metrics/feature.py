@@ -388,12 +388,17 @@ class FeatureMetric(Metric):
         except KernelSizeError as exc:  # the Fréchet values stand; the kernel keys say why they are missing
             return self._missing_kernel_values(fake, common, str(exc))
         out = self.kernel_values(estimates, fake, common)
-        for key, v in out.items():
+        self.note_row_samples(out, fake, real)
+        return out
+
+    def note_row_samples(self, values: dict[str, MetricValue], fake: FeatureSetStats, real: FeatureSetStats) -> None:
+        """Add to the note of each value built on feature samples which sides' rows are a seeded sample (kept of
+        seen per stream, and ``kid_seed``)."""
+        for key, v in values.items():
             sampled = [f"{side} {s} {len(st.samples[s])} of {st.samples[s].seen}" for side, st in
                        (("generated", fake), ("real", real)) for s in self.key_streams(key) if st.samples[s].subsampled]
             if sampled:
                 v.note = f"{v.note}; seeded row sample (kid_seed {self.kid_seed}): {', '.join(sampled)}"
-        return out
 
     def manifold_distances(
         self, fake: FeatureSetStats, real: FeatureSetStats, common: dict, device: str | torch.device

@@ -194,6 +194,7 @@ class TriPlanarFID(FeatureMetric):
             mean = ManifoldEstimate(value, fake.n_volumes, replicates, planes[0].sizes, planes[0].upper)
             out[f"{name}_mean"] = manifold_value(mean, common, f"n = volumes; k = {k}; generated slices per plane: "
                                                  f"{per_plane}{step}")
+        self.note_row_samples(out, fake, real)
         return out
 
 

@@ -130,6 +130,9 @@ def test_fid_reports_the_four_per_plane_and_mean_from_the_feature_samples():
             assert v.interval is not None and v.interval_method.startswith("grouped jackknife")
     assert values["precision_xy"].padding == values["fid_xy"].padding
     assert values["coverage_mean"].padding == values["fid_mean"].padding
+    capped = _SmallFID(groups=2, kid_max_samples=40)  # the rows are a seeded sample: the note says so
+    note = capped.distances(_stats(capped, 0.1, 4), _stats(capped, 0.0, 3))["precision_xy"].note
+    assert "seeded row sample (kid_seed 2020): generated xy 40 of 128, real xy 40 of 96" in note
     del real.samples["xy"]  # statistics saved without samples: the four are missing, with the reason
     values = metric.distances(fake, real)
     assert values["recall_xz"].value is None and "no feature sample on the real side" in values["recall_xz"].note
