@@ -17,11 +17,12 @@ import torch.nn.functional as F
 
 from ctbench.metrics.diversity import (
     DATA_RANGE,
+    DEFAULT_SCALES,
     K1,
     K2,
-    SCALE_WEIGHTS,
     gaussian_window,
     pairwise_ms_ssim,
+    scale_weights,
 )
 
 
@@ -34,8 +35,7 @@ def conv_filter(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 def baseline_pair(x: torch.Tensor, y: torch.Tensor) -> float:
     w = gaussian_window()
-    weights = torch.tensor(SCALE_WEIGHTS, dtype=torch.float64)
-    weights = weights / weights.sum()
+    weights = torch.tensor(scale_weights(DEFAULT_SCALES), dtype=torch.float64)
     c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
     out = 1.0
     for s, wt in enumerate(weights):

@@ -5,17 +5,20 @@ dependency, and both run a dense k³ 3D convolution, while a Gaussian window is 
 voxel instead of k³; here each axis is a banded matmul). For pairwise use, each volume's local means and
 second moments are filtered once and only the cross term ``f(x·y)`` is filtered per pair.
 
-Choices for 64×128×128 volumes: Gaussian window 7 voxels, σ = 1.5, "valid" filtering, 3 scales (64 → 32 → 16
-axial slices; a 4th and 5th scale would leave fewer voxels than the window), average-pool ×2 between scales,
-scale weights = the first three of Wang et al.'s five (0.0448, 0.2856, 0.3001) renormalised to sum 1,
-negative per-scale means clamped at 0 (as torchmetrics' ``normalize="relu"``), data range 2 (values in
-[-1, 1]). As in Wang et al. and torchmetrics, scales 1..M-1 contribute the mean contrast-structure term and
-the last scale the mean of the full SSIM map.
+The definition is MONAI's ``MultiScaleSSIMMetric`` (``spatial_dims=3``): per scale s the mean over the 'valid'
+Gaussian-filtered map of the contrast-structure term (the last scale: of the full SSIM map), negative means set to
+0 (ReLU), combined as ``Π_s mean_s ** w_s`` with Wang et al.'s weights as published — *not* renormalised to sum
+1, so fewer scales than five give a larger value than a renormalised product — and ×2 average pooling between
+scales. Choices for 64×128×128 volumes: window 7 voxels, σ = 1.5, data range 2 (values in [-1, 1]), K1 = 0.01,
+K2 = 0.03, ``scales`` = 3 by default (64 → 32 → 16 axial slices; weights 0.0448, 0.2856, 0.3001), 4 allowed
+(0.2363 added; the smallest scale is then 8 slices); five would leave fewer slices than the window (MONAI's
+5-scale default refuses 64-slice volumes too).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,10 +28,13 @@ import torch.nn.functional as F
 from ctbench.metrics.base import MetricValue
 from ctbench.metrics.contract import Accumulator, KeepFirst, Key, Metric, RunContext
 
-VERSION = "1"
+VERSION = "2"
 WINDOW = 7
 SIGMA = 1.5
-SCALE_WEIGHTS = (0.0448, 0.2856, 0.3001)
+WANG_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+"""Wang et al. (2003)'s five scale weights (MONAI's and torchmetrics' default); the first ``scales`` are used."""
+DEFAULT_SCALES = 3
+DEFAULT_REFERENCE_SEED = 0
 DATA_RANGE = 2.0
 K1, K2 = 0.01, 0.03
 
@@ -73,12 +79,18 @@ def _check(volumes: torch.Tensor, scales: int, window: int) -> None:
         )
 
 
+def scale_weights(scales: int) -> tuple[float, ...]:
+    """The first ``scales`` of Wang et al.'s weights, as published (not renormalised)."""
+    if not 1 <= scales <= len(WANG_WEIGHTS):
+        raise ValueError(f"MS-SSIM scales must be between 1 and {len(WANG_WEIGHTS)}, got {scales}")
+    return WANG_WEIGHTS[:scales]
+
+
 def _weights(scales: int) -> torch.Tensor:
-    w = torch.tensor(SCALE_WEIGHTS[:scales], dtype=torch.float64)
-    return w / w.sum()
+    return torch.tensor(scale_weights(scales), dtype=torch.float64)
 
 
-def ms_ssim_3d(x: torch.Tensor, y: torch.Tensor, scales: int = len(SCALE_WEIGHTS)) -> torch.Tensor:
+def ms_ssim_3d(x: torch.Tensor, y: torch.Tensor, scales: int = DEFAULT_SCALES) -> torch.Tensor:
     """MS-SSIM of matching pairs ``x[i], y[i]``; inputs ``(N, 1, D, H, W)`` in [-1, 1]; returns ``(N,)`` float64."""
     _check(x, scales, WINDOW)
     win = gaussian_window()
@@ -98,7 +110,7 @@ def ms_ssim_3d(x: torch.Tensor, y: torch.Tensor, scales: int = len(SCALE_WEIGHTS
     return out
 
 
-def pairwise_ms_ssim(volumes: torch.Tensor, scales: int = len(SCALE_WEIGHTS)) -> torch.Tensor:
+def pairwise_ms_ssim(volumes: torch.Tensor, scales: int = DEFAULT_SCALES) -> torch.Tensor:
     """Symmetric ``(M, M)`` float64 matrix of MS-SSIM between all pairs of ``(M, 1, D, H, W)`` volumes.
 
     The diagonal is 1. Per-volume moments are filtered once; each pair filters only ``x·y``.
@@ -152,26 +164,58 @@ def mean_offdiagonal_interval(
     return mean, (float(lo), float(hi))
 
 
-def diversity_value(volumes: torch.Tensor, note: str | None = None) -> MetricValue:
-    """Mean pairwise MS-SSIM of ``(M, 1, D, H, W)`` volumes in [-1, 1] as a :class:`MetricValue` (n = M)."""
+def diversity_value(volumes: torch.Tensor, note: str | None = None, scales: int = DEFAULT_SCALES) -> MetricValue:
+    """Mean pairwise MS-SSIM of ``(M, 1, D, H, W)`` volumes in [-1, 1] as a :class:`MetricValue` (n = M).
+
+    The extractor field and the note state the window, σ, scales and weights."""
     m = volumes.shape[0]
+    definition = f"MONAI MultiScaleSSIMMetric definition; weights {', '.join(map(str, scale_weights(scales)))}"
+    note = f"{note}; {definition}" if note else definition
     if m < 2:
-        return MetricValue(None, n=m, metric_version=VERSION, note="needs at least 2 volumes")
-    mean, interval = mean_offdiagonal_interval(pairwise_ms_ssim(volumes))
+        return MetricValue(None, n=m, metric_version=VERSION, note=f"needs at least 2 volumes; {definition}")
+    mean, interval = mean_offdiagonal_interval(pairwise_ms_ssim(volumes, scales))
     return MetricValue(
         value=mean if math.isfinite(mean) else None,
         n=m,
         interval=interval,
         interval_method="bootstrap over volumes, 95%, 1000 resamples" if interval else None,
-        extractor=f"ms-ssim-3d(window={WINDOW}, sigma={SIGMA}, scales={len(SCALE_WEIGHTS)})",
+        extractor=f"ms-ssim-3d(window={WINDOW}, sigma={SIGMA}, scales={scales})",
         verified=True,
         metric_version=VERSION,
         note=note,
     )
 
 
+class KeepChosen(Accumulator):
+    """Keeps the volumes whose sample index is in ``chosen``, keyed by index."""
+
+    def __init__(self, chosen: Sequence[int]):
+        self.chosen = frozenset(int(i) for i in chosen)
+        self.kept: dict[int, torch.Tensor] = {}
+
+    def update(self, volumes: torch.Tensor, indices: Sequence[int], hu_ranges: Sequence[tuple[float, float]]) -> None:
+        for k, i in enumerate(indices):
+            if int(i) in self.chosen:
+                self.kept[int(i)] = volumes[k].detach().clone()
+
+    def merge(self, state: KeepChosen) -> None:
+        self.kept.update(state.kept)
+
+    def volumes(self) -> torch.Tensor:
+        """The kept volumes ``(M, 1, D, H, W)`` in sample-index order."""
+        return torch.stack([self.kept[i] for i in sorted(self.kept)])
+
+
+def reference_subset(split_size: int, volumes: int, seed: int) -> list[int]:
+    """Sorted indices (into the split's cases, ordered by id) of ``min(volumes, split_size)`` reference volumes drawn
+    without replacement by ``numpy.random.default_rng(seed).choice``."""
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(split_size, min(volumes, split_size), replace=False))
+
+
 class Diversity(Metric):
-    """Mean pairwise 3D MS-SSIM of the first ``volumes`` generated volumes, and of as many reference volumes."""
+    """Mean pairwise 3D MS-SSIM of the first ``volumes`` generated volumes (independent samples), and of as many
+    reference volumes drawn at random from the split (``reference_seed``); ``scales`` 1 to 5 (default 3)."""
 
     name = "diversity"
     version = VERSION
@@ -182,27 +226,36 @@ class Diversity(Metric):
         Key("ms_ssim_real", description="the same for real reference volumes", real_of="ms_ssim"),
     )
 
-    def __init__(self, volumes: int = 32):
+    def __init__(self, volumes: int = 32, scales: int = DEFAULT_SCALES, reference_seed: int = DEFAULT_REFERENCE_SEED):
         if volumes < 2:
             raise ValueError(f"diversity needs at least 2 volumes per side, got {volumes}")
+        scale_weights(scales)  # refuses a number of scales outside 1..5
+        if reference_seed < 0:
+            raise ValueError(f"reference_seed must be >= 0, got {reference_seed}")
         self.volumes = volumes
+        self.scales = scales
+        self.reference_seed = reference_seed
 
     def options(self) -> dict[str, Any]:
-        return {"volumes": self.volumes, "window": WINDOW, "sigma": SIGMA, "scales": len(SCALE_WEIGHTS)}
+        return {"volumes": self.volumes, "window": WINDOW, "sigma": SIGMA, "scales": self.scales,
+                "weights": list(scale_weights(self.scales)), "reference_seed": self.reference_seed}
 
     def accumulator(self, ctx: RunContext) -> KeepFirst:
         return KeepFirst(self.volumes)
 
-    def reference_accumulator(self, ctx: RunContext) -> KeepFirst:
-        return KeepFirst(self.volumes)
+    def reference_accumulator(self, ctx: RunContext) -> KeepChosen:
+        return KeepChosen(reference_subset(len(ctx.manifest.select(ctx.split)), self.volumes, self.reference_seed))
 
     def reference(self, ctx: RunContext, real: Accumulator | None) -> torch.Tensor:
-        assert isinstance(real, KeepFirst)
+        assert isinstance(real, KeepChosen)
         return real.volumes()
 
     def score(self, fake: Accumulator, reference: torch.Tensor, ctx: RunContext) -> dict[str, MetricValue]:
         assert isinstance(fake, KeepFirst)
+        n_split = len(ctx.manifest.select(ctx.split))
+        drawn = (f"reference split {ctx.split!r}: {len(reference)} of {n_split} volumes drawn at random "
+                 f"(numpy default_rng({self.reference_seed}).choice, cases ordered by id)")
         return {
-            "ms_ssim": diversity_value(fake.volumes()),
-            "ms_ssim_real": diversity_value(reference, note=f"reference split {ctx.split!r}"),
+            "ms_ssim": diversity_value(fake.volumes(), scales=self.scales),
+            "ms_ssim_real": diversity_value(reference, note=drawn, scales=self.scales),
         }

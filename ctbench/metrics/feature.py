@@ -365,6 +365,7 @@ class FeatureMetric(Metric):
                 v.rank_deficient = True
                 v.note = f"{v.note}; {note}" if v.note else note
         values.update(self.kernel_distances(fake, real, common, device))
+        values.update(self.manifold_distances(fake, real, common, device))
         for key, v in values.items():
             v.padding = {side: padding_fraction(stats, self.key_streams(key)) for side, stats in
                          (("generated", fake), ("real", real))}
@@ -374,12 +375,8 @@ class FeatureMetric(Metric):
         self, fake: FeatureSetStats, real: FeatureSetStats, common: dict, device: str | torch.device
     ) -> dict[str, MetricValue]:
         """The kernel keys (KID/KVD) from both sides' feature samples; missing with the reason without them."""
-        missing = [side for side, stats in (("generated", fake), ("real", real)) if set(stats.samples) != set(
-            self.streams)]
-        if missing:
-            return self._missing_kernel_values(
-                fake, common, f"no feature sample on the {' and '.join(missing)} side (statistics saved without "
-                "one); recompute them with this version of ctbench")
+        if missing := self.missing_samples(fake, real):
+            return self._missing_kernel_values(fake, common, missing)
         estimates = {}
         try:
             for stream in self.streams:
@@ -391,12 +388,33 @@ class FeatureMetric(Metric):
         except KernelSizeError as exc:  # the Fréchet values stand; the kernel keys say why they are missing
             return self._missing_kernel_values(fake, common, str(exc))
         out = self.kernel_values(estimates, fake, common)
-        for key, v in out.items():
+        self.note_row_samples(out, fake, real)
+        return out
+
+    def note_row_samples(self, values: dict[str, MetricValue], fake: FeatureSetStats, real: FeatureSetStats) -> None:
+        """Add to the note of each value built on feature samples which sides' rows are a seeded sample (kept of
+        seen per stream, and ``kid_seed``)."""
+        for key, v in values.items():
             sampled = [f"{side} {s} {len(st.samples[s])} of {st.samples[s].seen}" for side, st in
                        (("generated", fake), ("real", real)) for s in self.key_streams(key) if st.samples[s].subsampled]
             if sampled:
                 v.note = f"{v.note}; seeded row sample (kid_seed {self.kid_seed}): {', '.join(sampled)}"
-        return out
+
+    def manifold_distances(
+        self, fake: FeatureSetStats, real: FeatureSetStats, common: dict, device: str | torch.device
+    ) -> dict[str, MetricValue]:
+        """The k-nearest-neighbour keys from both sides' feature samples (FID: precision, recall, density,
+        coverage, :mod:`ctbench.metrics.manifold`); none by default."""
+        return {}
+
+    def missing_samples(self, fake: FeatureSetStats, real: FeatureSetStats) -> str | None:
+        """Why the values built on feature samples cannot be computed (a side without one), or None."""
+        missing = [side for side, stats in (("generated", fake), ("real", real)) if set(stats.samples) != set(
+            self.streams)]
+        if not missing:
+            return None
+        return (f"no feature sample on the {' and '.join(missing)} side (statistics saved without one); "
+                "recompute them with this version of ctbench")
 
     def _missing_kernel_values(self, fake: FeatureSetStats, common: dict, note: str) -> dict[str, MetricValue]:
         out = self.kernel_values({s: KernelEstimate(0.0, 0, [], 0, (0, 0)) for s in self.streams}, fake, common)

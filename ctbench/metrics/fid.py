@@ -6,6 +6,8 @@ Per plane the slices of every volume (:mod:`ctbench.extractors.slicing`) go thro
 Each ``fid_*`` has a ``fid_*_unbiased`` twin: the grouped-jackknife bias-corrected distance
 (:meth:`~ctbench.metrics.frechet.FrechetEstimate.unbiased`), with its interval, and a ``kid_*`` twin: the kernel
 inception distance on the same features (:mod:`ctbench.metrics.kernel`; ``kid_mean`` the mean of the planes).
+From the same feature samples: ``precision_*``, ``recall_*`` (k = 3), ``density_*``, ``coverage_*`` (k = 5) per
+plane and their mean (:mod:`ctbench.metrics.manifold`).
 ``n`` is the number of slices per plane (``fid_mean``, ``kid_mean``: the number of volumes).
 
 ``slices``: ``all`` (the protocol's: every slice) or ``body`` (blank slices — pure padding, see
@@ -24,6 +26,7 @@ import torch
 
 from ctbench.extractors.inception import PREPROCESSING, InceptionFeatures
 from ctbench.extractors.slicing import PLANES, plane_slices, quantise_uint8
+from ctbench.metrics.base import MetricValue
 from ctbench.metrics.contract import Key
 from ctbench.metrics.feature import (
     DEFAULT_GROUPS,
@@ -37,6 +40,15 @@ from ctbench.metrics.feature import (
 )
 from ctbench.metrics.frechet import FrechetEstimate
 from ctbench.metrics.kernel import KernelEstimate
+from ctbench.metrics.manifold import (
+    K_DENSITY_COVERAGE,
+    K_PRECISION_RECALL,
+    MANIFOLD_METHOD,
+    NAMES,
+    ManifoldEstimate,
+    ManifoldSizeError,
+    prdc,
+)
 from ctbench.stats import FeatureSetStats
 from ctbench.weights import ResolvedWeights
 
@@ -69,6 +81,14 @@ class TriPlanarFID(FeatureMetric):
             n_independent=True),
         Key("kid_yz", "lower", description="kernel inception distance (unbiased MMD², cubic kernel) of yz slices",
             n_independent=True),
+        *(Key(f"{name}_{plane}", "higher", description=f"{what} ({where})")
+          for name, what in (
+              ("precision", f"fraction of generated slices inside the real k-NN manifold, k = {K_PRECISION_RECALL}"),
+              ("recall", f"fraction of real slices inside the generated k-NN manifold, k = {K_PRECISION_RECALL}"),
+              ("density", f"real k-NN balls holding a generated slice, per slice / k, k = {K_DENSITY_COVERAGE}"),
+              ("coverage", f"fraction of real slices whose k-NN ball holds a generated one, k = {K_DENSITY_COVERAGE}"),
+          )
+          for plane, where in (("xy", "axial"), ("xz", "coronal"), ("yz", "sagittal"), ("mean", "mean of the planes"))),
     )
     streams = PLANES
     dim = InceptionFeatures.dim
@@ -144,6 +164,53 @@ class TriPlanarFID(FeatureMetric):
         out["kid_mean"] = kernel_value(mean, common, f"n = volumes; slices per plane: {per_plane}{step}")
         return out
 
+    def manifold_distances(
+        self, fake: FeatureSetStats, real: FeatureSetStats, common: dict, device: str | torch.device
+    ) -> dict[str, MetricValue]:
+        """Precision, recall, density and coverage per plane and their mean, from both sides' feature samples;
+        missing with the reason when a side has no sample or too few rows."""
+        keys = [f"{name}_{p}" for name in NAMES for p in (*self.streams, "mean")]
+        reason = self.missing_samples(fake, real)
+        estimates = {}
+        try:
+            for p in self.streams if reason is None else ():
+                x, y = fake.samples[p], real.samples[p]
+                estimates[p] = prdc(x.features, x.volume, y.features, fake.streams[p].k, device,
+                                    label=f"{self.name} ({p})")
+        except ManifoldSizeError as exc:  # the other values stand; these say why they are missing
+            reason = str(exc)
+        if reason is not None:
+            return {key: MetricValue(None, note=reason, **common) for key in keys}
+        step = f"; slices subsampled (step {self.slice_step}): not comparable" if self.slice_step > 1 else ""
+        per_plane = ", ".join(f"{p}={estimates[p]['precision'].n}" for p in self.streams)
+        out = {}
+        for name in NAMES:
+            k = K_PRECISION_RECALL if name in ("precision", "recall") else K_DENSITY_COVERAGE
+            for p in self.streams:
+                e = estimates[p][name]
+                out[f"{name}_{p}"] = manifold_value(e, common, manifold_note(e, k) + step)
+            planes = [estimates[p][name] for p in self.streams]
+            value, replicates = mean_of(planes)
+            mean = ManifoldEstimate(value, fake.n_volumes, replicates, planes[0].sizes, planes[0].upper)
+            out[f"{name}_mean"] = manifold_value(mean, common, f"n = volumes; k = {k}; generated slices per plane: "
+                                                 f"{per_plane}{step}")
+        self.note_row_samples(out, fake, real)
+        return out
+
+
+def manifold_note(estimate: ManifoldEstimate, k: int) -> str:
+    """The record note of a precision/recall/density/coverage value: k, the rows used, the replicates."""
+    m, n = estimate.sizes
+    return f"k = {k}; {m} generated / {n} real slices; " + (
+        f"jackknife replicates={len(estimate.replicates)}" if estimate.replicates else "interval needs >= 2 groups")
+
+
+def manifold_value(estimate: ManifoldEstimate, common: dict, note: str) -> MetricValue:
+    """One k-NN key's :class:`MetricValue`: value, N, 95% interval (clipped to the statistic's range), ``note``."""
+    interval = estimate.interval()
+    return MetricValue(value=float(estimate.value), n=int(estimate.n), interval=interval,
+                       interval_method=MANIFOLD_METHOD if interval is not None else None, note=note, **common)
+
 
 @functools.lru_cache(maxsize=2)
 def _inception(
@@ -165,7 +232,7 @@ def mean_estimate(planes: list[FrechetEstimate], n_volumes: int) -> FrechetEstim
     return FrechetEstimate(value, n_volumes, replicates)
 
 
-def mean_of(planes: Sequence[FrechetEstimate | KernelEstimate]) -> tuple[float, list[float]]:
+def mean_of(planes: Sequence[FrechetEstimate | KernelEstimate | ManifoldEstimate]) -> tuple[float, list[float]]:
     """The mean of the planes' values; its replicates are the means of the planes' replicates (the same groups
     of volumes left out), or none unless every plane has the same number of replicates."""
     reps = [e.replicates for e in planes]

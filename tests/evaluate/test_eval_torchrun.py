@@ -105,7 +105,8 @@ def test_two_ranks_fid_values_and_intervals_match_one_process(prepared_dir, tmp_
     assert ddp["run_id"] == single["run_id"]
     planes = ("mean", "xy", "xz", "yz")
     assert set(single["metrics"]) == {f"{m}_{k}{s}" for k in planes for m, s in
-                                      (("fid", ""), ("fid", "_unbiased"), ("kid", ""))}
+                                      (("fid", ""), ("fid", "_unbiased"), ("kid", ""), ("precision", ""),
+                                       ("recall", ""), ("density", ""), ("coverage", ""))}
     # features differ in the last float32 bits with the batch composition and thread count, hence rel=1e-6
     for key, value in single["metrics"].items():
         assert "replicates=5" in value["note"] or key.endswith("_mean") or key == "fid_mean_unbiased", key

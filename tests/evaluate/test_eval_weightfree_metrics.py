@@ -12,6 +12,7 @@ from ctbench.metrics.diversity import (
     DATA_RANGE,
     K1,
     K2,
+    WANG_WEIGHTS,
     diversity_value,
     gaussian_window,
     mean_offdiagonal_interval,
@@ -47,9 +48,9 @@ def test_single_scale_ssim_matches_explicit_windows():
     x = _smooth((14, 16, 18), 0)[None]
     y = (x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(-1, 1)
     ssim_ref, _ = _naive_ssim_terms(x[0, 0].double().numpy(), y[0, 0].double().numpy())
-    # one scale: MS-SSIM = (cs · l)^1
+    # one scale: MS-SSIM = (cs · l)^w1 with Wang's first weight as published (MONAI's definition, not renormalised)
     ours = float(ms_ssim_3d(x, y, scales=1)[0])
-    assert ours == pytest.approx(ssim_ref, abs=2e-5)
+    assert ours == pytest.approx(ssim_ref ** WANG_WEIGHTS[0], abs=2e-6)
 
 
 def test_ms_ssim_known_values_and_symmetry():
