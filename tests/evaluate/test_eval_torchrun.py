@@ -107,12 +107,14 @@ def test_two_ranks_fid_values_and_intervals_match_one_process(prepared_dir, tmp_
     assert set(single["metrics"]) == {f"{m}_{k}{s}" for k in planes for m, s in
                                       (("fid", ""), ("fid", "_unbiased"), ("kid", ""), ("precision", ""),
                                        ("recall", ""), ("density", ""), ("coverage", ""))}
-    # features differ in the last float32 bits with the batch composition and thread count, hence rel=1e-6
+    # features differ in the last float32 bits with the batch composition and thread count, hence rel=1e-6; KID
+    # sees them through float16 rows (the stored feature sample), where such a difference can flip a rounding
     for key, value in single["metrics"].items():
+        rel = 1e-5 if key.startswith("kid") else 1e-6
         assert "replicates=5" in value["note"] or key.endswith("_mean") or key == "fid_mean_unbiased", key
         for field in ("value", "interval", "n", "note", "interval_method", "padding"):
             want, got = value[field], ddp["metrics"][key][field]
             if field in ("value", "interval"):
-                assert want is not None and got == pytest.approx(want, rel=1e-6), (key, field, got, want)
+                assert want is not None and got == pytest.approx(want, rel=rel), (key, field, got, want)
             else:
                 assert got == want, (key, field)
