@@ -155,25 +155,10 @@ def i3d_torch_weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def inception_weights(tmp_path_factory) -> Path:
-    """An InceptionV3 state dict in torch-fidelity's format with random weights and calibrated BatchNorm.
+    """An InceptionV3 state dict in torch-fidelity's format with random weights and calibrated BatchNorm."""
+    from ctbench.extractors.inception import write_random_weights
 
-    torchvision's Inception3 (1008 classes, no aux head) has the same parameter names; BatchNorm running
-    statistics are set from one batch of random images so activations stay in a realistic range.
-    """
-    import torch
-    import torchvision
-
-    torch.manual_seed(1234)
-    net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=True)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    net.train()
-    with torch.no_grad():
-        net(torch.rand(4, 3, 299, 299) * 2 - 1)
-    path = tmp_path_factory.mktemp("weights") / "random-inception.pth"
-    torch.save(net.state_dict(), path)
-    return path
+    return write_random_weights(tmp_path_factory.mktemp("weights") / "random-inception.pth")
 
 
 def _build_wheel_site(factory: pytest.TempPathFactory, *projects: Path) -> Path:

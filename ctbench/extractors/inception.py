@@ -111,3 +111,25 @@ class InceptionFeatures:
         with torch_tf32(self.tf32), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             features = self._forward(x)
         return features.float().cpu()
+
+
+def write_random_weights(path: str | Path, seed: int = 1234) -> Path:
+    """Write an InceptionV3 state dict in torch-fidelity's layout with seeded random weights to ``path``.
+
+    For tests and statistical studies that need the network's shape and a realistic activation range, not its
+    training: torchvision's Inception3 (1008 classes, no auxiliary head) has the same parameter names; BatchNorm
+    running statistics are set from one batch of random images so activations stay in range. Values computed with
+    such weights are unverified and compare with nothing published.
+    """
+    import torchvision
+
+    torch.manual_seed(seed)
+    net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=True)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None  # cumulative average: the one calibration batch sets the running statistics
+    net.train()
+    with torch.no_grad():
+        net(torch.rand(4, 3, 299, 299) * 2 - 1)
+    torch.save(net.state_dict(), path)
+    return Path(path)
