@@ -104,7 +104,10 @@ def test_prepare_a_single_file_says_it_needs_a_folder(tmp_path):
 
 def test_unknown_weights_name_has_no_stray_quotes():
     out = _fails(["weights", "fetch", "foo"])
-    assert out.strip() == "Error: foo: unknown weights 'foo'; known: i3d-kinetics-400, inception-v3-compat"
+    assert out.strip() == (
+        "Error: foo: unknown weights 'foo'; known: i3d-kinetics-400, i3d-kinetics-400-torch, inception-v3-compat, "
+        "vgg16-imagenet"
+    )
 
 
 def test_against_a_misspelt_generator_suggests_the_name(tmp_path, make_record):

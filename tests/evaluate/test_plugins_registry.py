@@ -271,7 +271,8 @@ def test_broken_plugins_are_listed_with_the_reason(toy_plugin_path):
         "is 'toy-misnamed'",
         f"  toy-no-info      BROKEN ({BROKEN}): class NoInfo does not implement info",
         f"  toy-plain        BROKEN ({BROKEN}): {PLAIN}",
-        "  vqgan-ddpm       variants: default, full, rec, rec+disc, rec+cb+cm, c8, c16  [ctbench 0.1.0, trainable, "
+        "  vqgan-ddpm       variants: default, full, rec, rec+disc, rec+cb+cm, c2, c4, c8, c16, flip, ancestral  "
+        "[ctbench 0.1.0, trainable, "
         "configs: flare22, tiny]",
     ]
     assert ls.stderr == "(broken plugins do not affect the others; `ctbench evaluate` refuses them)\n"

@@ -218,7 +218,7 @@ def test_backend_options_are_checked():
     with pytest.raises(ValueError, match="compile and bf16 need the torch backend"):
         get_metric("fvd", backend="tensorflow", bf16=True)
     assert get_metric("fvd", bf16=True).chosen_backend() == "torch"
-    assert get_metric("fvd", bf16=True).options() == {"bf16": True, "tf32": False}
+    assert get_metric("fvd", bf16=True).extraction_options() == {"bf16": True, "tf32": False}
 
 
 def test_fvd_runs_on_torch_with_tensorflow_unimportable(i3d_torch_weights, tmp_path):
@@ -243,10 +243,10 @@ def test_fvd_runs_on_torch_with_tensorflow_unimportable(i3d_torch_weights, tmp_p
         assert stats.n_volumes == 2 and stats.streams["video"].total().mean.std() > 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # 2 samples for 400-d features
-            value = fvd.frechet(stats, stats)["fvd"]
+            value = fvd.distances(stats, stats)["fvd"]
         assert abs(value.value) < 1e-6 and value.verified is False, value
         assert value.weights_sha256 == converted_source_sha256({str(i3d_torch_weights)!r})
-        assert stats.provenance["options"] == {{"bf16": False, "tf32": False}}
+        assert {{k: stats.provenance["options"][k] for k in ("bf16", "tf32")}} == {{"bf16": False, "tf32": False}}
         print("fvd", value.value)
     """)
     env = {"CTBENCH_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}
