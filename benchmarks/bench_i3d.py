@@ -33,21 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def random_converted(path: Path) -> Path:
     """Converted-weights file with random values (He-normal kernels, batch-norm statistics near identity)."""
-    from ctbench.extractors.i3d_convert import serialise
-    from ctbench.extractors.i3d_net import InceptionI3D
+    from ctbench.extractors.i3d_convert import write_random_converted
 
-    torch.manual_seed(3)
-    net = InceptionI3D()
-    with torch.no_grad():
-        for name, tensor in net.state_dict().items():
-            if name.endswith("conv.weight"):
-                torch.nn.init.kaiming_normal_(tensor, nonlinearity="relu")
-            elif name.endswith("running_var"):
-                tensor.uniform_(0.5, 2.0)
-            else:
-                tensor.normal_(0, 0.05)
-    path.write_bytes(serialise(net.state_dict(), "0" * 64))
-    return path
+    return write_random_converted(path, "0" * 64)
 
 
 def weights(tmp: Path, with_tf: bool) -> tuple[Path, Path | None, str]:

@@ -133,24 +133,10 @@ I3D_SOURCE_SHA256 = "5" * 64
 def i3d_torch_weights(tmp_path_factory) -> Path:
     """A converted-weights file for the PyTorch I3D with random weights, made without TensorFlow: He-normal kernels,
     moving means and offsets ~ N(0, 0.05), variances ~ U(0.5, 2); it records :data:`I3D_SOURCE_SHA256`."""
-    import torch
+    from ctbench.extractors.i3d_convert import write_random_converted
 
-    from ctbench.extractors.i3d_convert import serialise
-    from ctbench.extractors.i3d_net import InceptionI3D
-
-    torch.manual_seed(3)
-    net = InceptionI3D()
-    with torch.no_grad():
-        for name, tensor in net.state_dict().items():
-            if name.endswith("conv.weight"):
-                torch.nn.init.kaiming_normal_(tensor, nonlinearity="relu")
-            elif name.endswith("running_var"):
-                tensor.uniform_(0.5, 2.0)
-            else:
-                tensor.normal_(0, 0.05)
     path = tmp_path_factory.mktemp("i3d-torch") / "random-i3d-torch.pt"
-    path.write_bytes(serialise(net.state_dict(), I3D_SOURCE_SHA256))
-    return path
+    return write_random_converted(path, I3D_SOURCE_SHA256)
 
 
 @pytest.fixture(scope="session")

@@ -134,3 +134,20 @@ def serialise(state: dict[str, torch.Tensor], source_sha256: str) -> bytes:
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "source_sha256": source_sha256, "state_dict": state}, buffer)
     return buffer.getvalue()
+
+
+def write_random_converted(path: str | Path, source_sha256: str, seed: int = 3) -> Path:
+    """A converted-weights file with seeded random values, for tests and benchmarks without the real module:
+    He-normal kernels, moving means and offsets ~ N(0, 0.05), variances ~ U(0.5, 2); it records ``source_sha256``."""
+    torch.manual_seed(seed)
+    net = InceptionI3D()
+    with torch.no_grad():
+        for name, tensor in net.state_dict().items():
+            if name.endswith("conv.weight"):
+                torch.nn.init.kaiming_normal_(tensor, nonlinearity="relu")
+            elif name.endswith("running_var"):
+                tensor.uniform_(0.5, 2.0)
+            else:
+                tensor.normal_(0, 0.05)
+    Path(path).write_bytes(serialise(net.state_dict(), source_sha256))
+    return Path(path)
