@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import queue
 import resource
 import time
 from importlib.resources import files
+from typing import Any
 
 import torch
 import yaml
@@ -220,13 +222,18 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     results = {}
     for name, _ in CASES:
-        q = ctx.Queue()
-        p = ctx.Process(target=_case, args=(name, args, q))
-        p.start()
-        p.join()
-        if p.exitcode != 0:
-            raise SystemExit(f"case {name!r} failed (exit code {p.exitcode}); see the traceback above")
-        results[name] = q.get(timeout=60)
+        if args.tiny:  # toy sizes: one process (peak memory then accumulates; start-up would dominate the run)
+            q: Any = queue.SimpleQueue()
+            _case(name, args, q)
+            results[name] = q.get()
+        else:
+            q = ctx.Queue()
+            p = ctx.Process(target=_case, args=(name, args, q))
+            p.start()
+            p.join()
+            if p.exitcode != 0:
+                raise SystemExit(f"case {name!r} failed (exit code {p.exitcode}); see the traceback above")
+            results[name] = q.get(timeout=60)
         print(f"{name}: {results[name][0]:.3f} s", flush=True)
     size = "x".join(map(str, cfg["data"]["volume_shape"]))
     where = f"{args.threads} thread(s)" if args.device == "cpu" else torch.cuda.get_device_name()
