@@ -1,4 +1,11 @@
-"""Feature networks run over a batch in chunks, halving the chunk size when the device runs out of memory."""
+"""Feature networks run over a batch in chunks on a device, halving the chunk size when the device runs out of memory.
+
+:class:`FeatureNetwork` is what every torch feature extractor shares: the device, the speed options
+(``torch.compile``, channels-last, bf16 autocast, TF32; the last two are provenance options that change the values),
+chunked inference with :func:`halving_on_oom`, features returned as float32 on the CPU. A subclass says how a chunk
+becomes network input (:meth:`FeatureNetwork.preprocess`) and, if it wants, what input it accepts
+(:meth:`FeatureNetwork.check`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,9 @@ import warnings
 from collections.abc import Callable
 
 import torch
+from torch import nn
+
+from ctbench.extractors.tf32 import torch_tf32
 
 
 def halving_on_oom(
@@ -33,3 +43,57 @@ def halving_on_oom(
             continue
         start += size
     return out, size
+
+
+class FeatureNetwork:
+    """Callable: a batch (first dimension = items) → features ``(N, dim)`` float32 on the CPU.
+
+    Subclasses set ``name``, ``dim``, ``unit`` (what one item is, for messages), ``batch_sizes`` (items per forward
+    pass on ``{"cpu": n, "cuda": m}``) and ``spatial_dims`` (2 or 3: which channels-last layout applies), and
+    implement :meth:`preprocess`. The batch size halves on device out-of-memory and stays halved.
+    """
+
+    name: str
+    dim: int
+    unit: str
+    batch_sizes: dict[str, int]
+    spatial_dims: int = 2
+
+    def __init__(
+        self,
+        net: nn.Module,
+        device: str | torch.device = "cpu",
+        batch_size: int | None = None,
+        compile: bool = False,
+        channels_last: bool = False,
+        bf16: bool = False,
+        tf32: bool = False,
+    ):
+        self.device = torch.device(device)
+        self.batch_size = batch_size or self.batch_sizes["cuda" if self.device.type == "cuda" else "cpu"]
+        self.bf16, self.tf32, self.channels_last = bf16, tf32, channels_last
+        self._memory_format = torch.channels_last if self.spatial_dims == 2 else torch.channels_last_3d
+        self.net = net.eval().to(self.device)
+        if channels_last:
+            self.net = self.net.to(memory_format=self._memory_format)
+        self._forward = torch.compile(self.net) if compile else self.net
+
+    def preprocess(self, chunk: torch.Tensor) -> torch.Tensor:
+        """One chunk of the input, already on the device → the network's input."""
+        raise NotImplementedError
+
+    def check(self, batch: torch.Tensor) -> None:
+        """Raise ``ValueError`` when ``batch`` is not what this network reads (default: accept anything)."""
+
+    def _run(self, chunk: torch.Tensor) -> torch.Tensor:
+        x = self.preprocess(chunk.to(self.device, non_blocking=True))
+        if self.channels_last:
+            x = x.contiguous(memory_format=self._memory_format)
+        with torch_tf32(self.tf32), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self._forward(x).float().cpu()
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        self.check(batch)
+        out, self.batch_size = halving_on_oom(self._run, batch, self.batch_size, self.name, self.unit)
+        return torch.cat(out) if out else torch.zeros(0, self.dim)

@@ -17,10 +17,9 @@ from typing import Any
 
 import torch
 
-from ctbench.extractors.batching import halving_on_oom
+from ctbench.extractors.batching import FeatureNetwork
 from ctbench.extractors.i3d import preprocess_frames
 from ctbench.extractors.i3d_net import InceptionI3D
-from ctbench.extractors.tf32 import torch_tf32
 
 FORMAT = "ctbench-i3d-kinetics-400-torch/1"
 """Tag of the converted-weights file format."""
@@ -29,11 +28,6 @@ BF16_LOGIT_TOLERANCE = 0.02
 """Stated bound on ``max|l_bf16 - l_fp32| / max|l_fp32|`` over a video's 400 logits under bf16 autocast (8 significand
 bits through 58 layers; measured 0.55% on the CPU with random weights, one 10-frame video; bf16 3D convolutions
 take minutes on the CPU, so no test holds it there)."""
-
-
-def default_batch_size(device: torch.device) -> int:
-    """Videos (64 frames of 224×224) per forward pass: 2 on CPU, 16 on CUDA."""
-    return 16 if device.type == "cuda" else 2
 
 
 def read_converted(path: str | Path, mmap: bool = False) -> dict[str, Any]:
@@ -63,14 +57,18 @@ def load_network(path: str | Path) -> InceptionI3D:
     return net.eval()
 
 
-class I3DTorchFeatures:
+class I3DTorchFeatures(FeatureNetwork):
     """Callable: volumes ``(N, 1, D, H, W)`` in [-1, 1] → I3D logits ``(N, 400)`` float32 on the CPU.
 
-    ``weights_path``: a converted-weights file. The batch size halves on device out-of-memory and stays halved.
+    ``weights_path``: a converted-weights file. Videos (64 frames of 224×224) per forward pass: 2 on CPU, 16 on CUDA;
+    the batch size halves on device out-of-memory and stays halved.
     """
 
     name = "i3d-kinetics-400"
     dim = 400
+    unit = "videos"
+    batch_sizes = {"cpu": 2, "cuda": 16}
+    spatial_dims = 3
 
     def __init__(
         self,
@@ -82,24 +80,8 @@ class I3DTorchFeatures:
         bf16: bool = False,
         tf32: bool = False,
     ):
-        self.device = torch.device(device)
-        self.batch_size = batch_size or default_batch_size(self.device)
-        self.bf16 = bf16
-        self.tf32 = tf32
-        self.channels_last = channels_last
-        self.net = load_network(weights_path).fold_batch_norm().to(self.device)
-        if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last_3d)
-        self._forward = torch.compile(self.net) if compile else self.net
+        net = load_network(weights_path).fold_batch_norm()
+        super().__init__(net, device, batch_size, compile, channels_last, bf16, tf32)
 
-    def _run(self, chunk: torch.Tensor) -> torch.Tensor:
-        x = preprocess_frames(chunk.to(self.device, non_blocking=True))  # (n, 1, D, 224, 224)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
-        with torch_tf32(self.tf32), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            return self._forward(x).float().cpu()
-
-    @torch.inference_mode()
-    def __call__(self, volumes: torch.Tensor) -> torch.Tensor:
-        out, self.batch_size = halving_on_oom(self._run, volumes, self.batch_size, "I3D", "videos")
-        return torch.cat(out) if out else torch.zeros(0, self.dim)
+    def preprocess(self, chunk: torch.Tensor) -> torch.Tensor:
+        return preprocess_frames(chunk)  # (n, 1, D, 224, 224)

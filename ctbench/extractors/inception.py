@@ -20,8 +20,7 @@ import torch
 from torch import nn
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-from ctbench.extractors.batching import halving_on_oom
-from ctbench.extractors.tf32 import torch_tf32
+from ctbench.extractors.batching import FeatureNetwork
 
 INPUT_SIZE = 299
 PREPROCESSING = (
@@ -33,11 +32,6 @@ PREPROCESSING = (
 BF16_FEATURE_TOLERANCE = 0.02
 """Largest relative error ``|f_bf16 - f_fp32| / |f_fp32|`` of one slice's features under bf16 autocast (bf16 keeps 8
 significand bits, 0.4% per rounding; measured 0.5% on the CPU with random weights)."""
-
-
-def default_batch_size(device: torch.device) -> int:
-    """Slices per forward pass: 32 on CPU, 256 on CUDA (about 10 GiB in fp32)."""
-    return 256 if device.type == "cuda" else 32
 
 
 class Pool3(nn.Module):
@@ -60,16 +54,19 @@ def preprocess(images_u8: torch.Tensor) -> torch.Tensor:
     return ((x - 128) / 128).expand(-1, 3, -1, -1)
 
 
-class InceptionFeatures:
+class InceptionFeatures(FeatureNetwork):
     """Callable: uint8 slices ``(M, 1, h, w)`` → pool3 features ``(M, 2048)`` float32 on the CPU.
 
     ``weights_path`` must hold an InceptionV3 state dict in torch-fidelity's format (the pinned file is
-    ``weights-inception-2015-12-05-6726825d.pth``); any other architecture fails with a clear error. The batch size
-    halves on device out-of-memory and stays halved.
+    ``weights-inception-2015-12-05-6726825d.pth``); any other architecture fails with a clear error. Slices per
+    forward pass: 32 on CPU, 256 on CUDA (about 10 GiB in fp32); the batch size halves on device out-of-memory and
+    stays halved.
     """
 
     name = "inception-v3-compat"
     dim = 2048
+    unit = "slices"
+    batch_sizes = {"cpu": 32, "cuda": 256}
 
     def __init__(
         self,
@@ -83,34 +80,18 @@ class InceptionFeatures:
     ):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-        self.device = torch.device(device)
-        self.batch_size = batch_size or default_batch_size(self.device)
-        self.bf16 = bf16
-        self.tf32 = tf32
         try:
             net = FeatureExtractorInceptionV3(self.name, ["2048"], feature_extractor_weights_path=str(weights_path))
         except (RuntimeError, KeyError, OSError) as exc:
             raise ValueError(f"{weights_path}: not usable as InceptionV3 FID weights ({exc})") from exc
-        self.net = Pool3(net).to(self.device)
-        self.channels_last = channels_last
-        if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
-        self._forward = torch.compile(self.net) if compile else self.net
+        super().__init__(Pool3(net), device, batch_size, compile, channels_last, bf16, tf32)
 
-    @torch.inference_mode()
-    def __call__(self, images_u8: torch.Tensor) -> torch.Tensor:
-        if images_u8.dtype != torch.uint8 or images_u8.ndim != 4 or images_u8.shape[1] != 1:
-            raise ValueError(f"expected uint8 (M, 1, h, w) slices, got {images_u8.dtype} {tuple(images_u8.shape)}")
-        out, self.batch_size = halving_on_oom(self._run, images_u8, self.batch_size, "InceptionV3", "slices")
-        return torch.cat(out) if out else torch.zeros(0, self.dim)
+    def check(self, batch: torch.Tensor) -> None:
+        if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[1] != 1:
+            raise ValueError(f"expected uint8 (M, 1, h, w) slices, got {batch.dtype} {tuple(batch.shape)}")
 
-    def _run(self, chunk: torch.Tensor) -> torch.Tensor:
-        x = preprocess(chunk.to(self.device, non_blocking=True))
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch_tf32(self.tf32), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            features = self._forward(x)
-        return features.float().cpu()
+    def preprocess(self, chunk: torch.Tensor) -> torch.Tensor:
+        return preprocess(chunk)
 
 
 def write_random_weights(path: str | Path, seed: int = 1234) -> Path:

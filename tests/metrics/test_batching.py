@@ -45,7 +45,7 @@ def test_inception_keeps_the_halved_batch(inception_weights, monkeypatch):
 
     monkeypatch.setattr(extractor, "_forward", forward)
     images = torch.arange(3, dtype=torch.uint8)[:, None, None, None].expand(3, 1, 8, 8) * 50
-    with pytest.warns(UserWarning, match="InceptionV3: out of device memory with 4 slices per batch"):
+    with pytest.warns(UserWarning, match="inception-v3-compat: out of device memory with 4 slices per batch"):
         features = extractor(images)
     assert features.shape == (3, 2048) and extractor.batch_size == 1 and sizes == [3, 2, 1, 1, 1]
     assert features[:, 0].unique().numel() == 3  # every slice, in order, once
