@@ -1,7 +1,9 @@
 """The versioned data protocol: every parameter that turns a raw scan into a benchmark volume.
 
 A protocol is recorded in every manifest and every result record; results made under different
-protocol versions are never compared. Changing any field below means a new version.
+protocol versions are never compared. Changing any field below means a new version. Training augmentation is not
+part of it: a generator chooses its own and records it (1.1.0 removed 1.0.0's left-right flip at p = 0.5, which
+mirrored anatomy; nothing else changed, so folders prepared under 1.0.0 hold the same volumes and stay valid).
 
 Array convention (stated once, tested in ``tests/data/test_protocol_convention.py``):
 
@@ -50,8 +52,6 @@ class Protocol:
     """Voxels above this belong to the body mask used to centre the crop."""
     pad_value_hu: float
     """Value used outside the scanned field (air)."""
-    flip_probability: float
-    """Left-right flip probability, training only."""
     min_slices: int
     """Scans with fewer voxels than this along any axis (e.g. 5 slices) are refused as too small."""
     max_spacing_mm: float
@@ -85,14 +85,13 @@ class Protocol:
 
 FLARE22_V1 = Protocol(
     name="flare22-v1",
-    version="1.0.0",
+    version="1.1.0",
     spacing_mm=(0.72, 0.72, 2.5),
     crop_shape=(320, 320, 160),
     output_shape=(128, 128, 64),
     clip_percentiles=(0.2, 99.8),
     body_threshold_hu=-500.0,
     pad_value_hu=-1024.0,
-    flip_probability=0.5,
     min_slices=8,
     max_spacing_mm=10.0,
 )

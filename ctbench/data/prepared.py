@@ -269,8 +269,13 @@ class Manifest:
         return out
 
     def check_protocol(self, protocol: Protocol) -> None:
-        """Raise ``ValueError`` unless the folder was prepared under ``protocol`` (every parameter)."""
-        if self.protocol != protocol.to_dict():
+        """Raise ``ValueError`` unless the folder was prepared with ``protocol``'s parameters.
+
+        Every parameter of ``protocol`` but its version must be equal; a parameter the manifest records that the
+        protocol no longer has (1.0.0's training flip) played no part in preparation and is not compared.
+        """
+        want = {k: v for k, v in protocol.to_dict().items() if k != "version"}
+        if {k: self.protocol.get(k) for k in want} != want:
             have = f"{self.protocol.get('name')} {self.protocol.get('version')}"
             raise ValueError(
                 f"{self.root / MANIFEST_NAME}: prepared under protocol {have} with different parameters "

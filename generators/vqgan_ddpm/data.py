@@ -92,5 +92,5 @@ def open_dataset(data: str | os.PathLike | Sequence[torch.Tensor]) -> Sequence[t
     if isinstance(data, (str, os.PathLike)):
         from ctbench.data.dataset import PreparedDataset
 
-        return PreparedDataset(Path(data), split="train", augment=False)
+        return PreparedDataset(Path(data), split="train")
     return data

@@ -1,4 +1,4 @@
-"""PreparedDataset: split contents, item format, seeded flip augmentation, lazy per-item reads."""
+"""PreparedDataset: split contents, item format, seeded flip augmentation (off by default), lazy per-item reads."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from ctbench.data import dataset as dataset_module
 from ctbench.data.dataset import PreparedDataset
-from ctbench.data.prepared import cases, read_volume
+from ctbench.data.prepared import cases, load_manifest, read_volume
 from ctbench.protocol import FLARE22_V1
 
 
@@ -30,9 +30,9 @@ def test_items_are_the_files_in_the_batch_convention(prepared_dir):
     assert batch.shape == (2, 1, 64, 128, 128)
 
 
-def test_flip_only_with_augment_and_seeded(prepared_dir):
+def test_flip_only_when_asked_and_seeded(prepared_dir):
     plain = PreparedDataset(prepared_dir, "val")
-    aug = PreparedDataset(prepared_dir, "val", augment=True)
+    aug = PreparedDataset(prepared_dir, "val", flip_probability=0.5)
     x = plain[0]
     torch.manual_seed(0)
     assert all(torch.equal(plain[0], x) for _ in range(5))
@@ -75,8 +75,20 @@ def test_refuses_other_protocol_and_bad_split(prepared_dir):
         PreparedDataset(prepared_dir / "volumes")
 
 
+def test_a_folder_prepared_under_1_0_0_stays_valid(prepared_dir):
+    """1.1.0 only took the training flip out of the protocol: the preparation parameters decide, not the version."""
+    manifest = load_manifest(prepared_dir)
+    old = {**FLARE22_V1.to_dict(), "version": "1.0.0", "flip_probability": 0.5}
+    dataclasses.replace(manifest, protocol=old).check_protocol(FLARE22_V1)  # accepted
+    moved = {**old, "clip_percentiles": [0.5, 99.5]}
+    with pytest.raises(ValueError, match="prepared under protocol flare22-v1 1.0.0 with different parameters"):
+        dataclasses.replace(manifest, protocol=moved).check_protocol(FLARE22_V1)
+    with pytest.raises(ValueError, match=r"flip_probability must be in \[0, 1\]"):
+        PreparedDataset(prepared_dir, "train", flip_probability=1.5)
+
+
 def test_flips_in_dataloader_workers_follow_the_main_seed(prepared_dir):
-    ds = PreparedDataset(prepared_dir, "train", augment=True)
+    ds = PreparedDataset(prepared_dir, "train", flip_probability=0.5)
     refs = [plain.numpy() for plain in PreparedDataset(prepared_dir, "train")]
 
     def flips(seed: int) -> list[bool]:
