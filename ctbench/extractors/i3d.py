@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
 from ctbench.core.errors import MetricUnavailable
-from ctbench.extractors.slicing import axial_frames, quantise_uint8
+from ctbench.extractors.slicing import axial_frames, quantise_uint8, resize_like_tf1
 from ctbench.extractors.tf32 import tensorflow_tf32
 
 FRAME_SIZE = 224
@@ -61,7 +60,7 @@ def preprocess_frames(volumes: torch.Tensor) -> torch.Tensor:
     frames = axial_frames(quantise_uint8(volumes))  # (N, D, H, W) uint8
     n, d, h, w = frames.shape
     x = frames.reshape(n * d, 1, h, w).float()
-    x = interpolate_bilinear_2d_like_tensorflow1x(x, size=(FRAME_SIZE, FRAME_SIZE), align_corners=False)
+    x = resize_like_tf1(x, FRAME_SIZE)
     return (2.0 * x / 255.0 - 1.0).reshape(n, 1, d, FRAME_SIZE, FRAME_SIZE)
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
 from ctbench.extractors.batching import FeatureNetwork
+from ctbench.extractors.slicing import resize_like_tf1
 
 INPUT_SIZE = 299
 PREPROCESSING = (
@@ -48,9 +48,7 @@ class Pool3(nn.Module):
 
 def preprocess(images_u8: torch.Tensor) -> torch.Tensor:
     """uint8 grey ``(B, 1, h, w)`` → ``(B, 3, 299, 299)`` float32 network input: TF1 resize, ``(x - 128) / 128``."""
-    x = interpolate_bilinear_2d_like_tensorflow1x(
-        images_u8.float(), size=(INPUT_SIZE, INPUT_SIZE), align_corners=False
-    )
+    x = resize_like_tf1(images_u8.float(), INPUT_SIZE)
     return ((x - 128) / 128).expand(-1, 3, -1, -1)
 
 
@@ -94,13 +92,16 @@ class InceptionFeatures(FeatureNetwork):
         return preprocess(chunk)
 
 
-def write_random_weights(path: str | Path, seed: int = 1234) -> Path:
+def write_random_weights(path: str | Path, seed: int = 1234, calibration: torch.Tensor | None = None) -> Path:
     """Write an InceptionV3 state dict in torch-fidelity's layout with seeded random weights to ``path``.
 
     For tests and statistical studies that need the network's shape and a realistic activation range, not its
     training: torchvision's Inception3 (1008 classes, no auxiliary head) has the same parameter names; BatchNorm
-    running statistics are set from one batch of random images so activations stay in range. Values computed with
-    such weights are unverified and compare with nothing published.
+    running statistics are set from one calibration batch so activations stay in range. ``calibration``: uint8
+    slices ``(M, 1, h, w)`` of the images to be scored (default: 4 images of uniform noise). Calibrated on the kind of
+    image it will see, pool3 features keep an order-one scale, which kernel distances (KID's cubic kernel) need;
+    calibrated on noise, smooth CT slices drive them far out. Values computed with such weights are unverified and
+    compare with nothing published.
     """
     import torchvision
 
@@ -110,7 +111,8 @@ def write_random_weights(path: str | Path, seed: int = 1234) -> Path:
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = None  # cumulative average: the one calibration batch sets the running statistics
     net.train()
+    batch = torch.rand(4, 3, 299, 299) * 2 - 1 if calibration is None else preprocess(calibration)
     with torch.no_grad():
-        net(torch.rand(4, 3, 299, 299) * 2 - 1)
+        net(batch)
     torch.save(net.state_dict(), path)
     return Path(path)

@@ -59,3 +59,13 @@ def plane_slices(volumes_u8: torch.Tensor, plane: str, step: int = 1) -> tuple[t
 def axial_frames(volumes_u8: torch.Tensor) -> torch.Tensor:
     """Volumes ``(N, 1, D, H, W)`` uint8 as videos ``(N, D, H, W)``: time = z inferior → superior, frames as ``xy``."""
     return radiological(volumes_u8[:, 0])
+
+
+def resize_like_tf1(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Float images ``(B, C, h, w)`` → ``(B, C, size, size)`` by TensorFlow 1's bilinear resize (align_corners=False),
+    torch-fidelity's bit-exact port, which the TF-trained InceptionV3 and I3D were fed with."""
+    # imported here: torch_fidelity's package import pulls torchvision and torch._dynamo (seconds), which listing
+    # metrics or reading records never needs
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    return interpolate_bilinear_2d_like_tensorflow1x(images, size=(size, size), align_corners=False)
