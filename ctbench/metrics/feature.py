@@ -350,7 +350,7 @@ class FeatureMetric(Metric):
         estimates = {}
         for stream in self.streams:
             ref_total = real.streams[stream].total()
-            ref = FrechetReference(ref_total.mean, ref_total.cov)
+            ref = FrechetReference(ref_total.mean, ref_total.cov, rank=ref_total.count - 1)
             estimates[stream] = frechet_with_jackknife(fake.streams[stream], ref)
         verified = bool(fake.provenance.get("verified")) and bool(real.provenance.get("verified"))
         common = {

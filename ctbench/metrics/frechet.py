@@ -7,7 +7,9 @@ symmetric positive semi-definite ``Pᵀ S1 P`` with ``S2 = P Pᵀ`` (``S2 = V di
 over the r non-zero eigenvalues). So one symmetric eigendecomposition of the fixed side and one of an r×r
 matrix per distance replace the iterative ``scipy.linalg.sqrtm`` of the reference implementations, and
 singular covariances (N < dim) need no ``eps`` offset: round-off eigenvalues (below ``d · eps · max``) are set
-to zero.
+to zero. When the fixed side's rank is known to be small (a covariance of n samples has rank at most n − 1), its
+factor comes from the ``(n + 8)``-dimensional subspace ``Σ Ω`` spans (a seeded Gaussian ``Ω``): that subspace holds the
+whole range of ``Σ``, so the factor is the same to round-off, for ``O(d² n)`` instead of ``O(d³)`` operations.
 """
 
 from __future__ import annotations
@@ -20,23 +22,40 @@ import numpy as np
 from ctbench.stats import FeatureStats, GroupedStats
 
 
-def _clip_eigenvalues(w: np.ndarray) -> np.ndarray:
+def _clip_eigenvalues(w: np.ndarray, dim: int | None = None) -> np.ndarray:
     """Eigenvalues of a PSD matrix with round-off removed: those below ``d · eps · max|w|`` become 0.
 
-    Without this, the ~1e-14 round-off eigenvalues of a singular matrix each add ~1e-7 after the square root.
+    ``dim``: the matrix size d (default ``w.size``; give it when ``w`` holds only some of the eigenvalues). Without
+    this, the ~1e-14 round-off eigenvalues of a singular matrix each add ~1e-7 after the square root.
     """
-    tol = w.size * np.finfo(np.float64).eps * max(float(np.abs(w).max(initial=0.0)), 1e-300)
+    tol = (dim or w.size) * np.finfo(np.float64).eps * max(float(np.abs(w).max(initial=0.0)), 1e-300)
     return np.where(w > tol, w, 0.0)
 
 
-def psd_factor(sigma: np.ndarray) -> np.ndarray:
+OVERSAMPLING = 8
+"""Extra directions of the subspace search in :func:`psd_factor` beyond the stated rank bound."""
+
+
+def psd_factor(sigma: np.ndarray, rank: int | None = None) -> np.ndarray:
     """``P`` ``(d, r)`` with ``P Pᵀ = sigma`` for a PSD ``sigma`` ``(d, d)`` of rank r: ``P = V_r diag(√w_r)``.
 
     Only eigenvectors with non-zero (after round-off clipping) eigenvalues are kept, so ``Pᵀ S P`` is r×r.
+    ``rank``: an upper bound on r (n − 1 for the covariance of n samples). When ``rank + 8`` is below a quarter of
+    d, the eigendecomposition runs on ``Qᵀ sigma Q`` with ``Q`` an orthonormal basis of ``sigma Ω`` (``Ω`` d×(rank+8),
+    seeded Gaussian), which contains the range of ``sigma``.
     """
     sigma = np.asarray(sigma, np.float64)
-    w, v = np.linalg.eigh((sigma + sigma.T) / 2)
-    w = _clip_eigenvalues(w)
+    sigma = (sigma + sigma.T) / 2
+    d = sigma.shape[0]
+    if rank is not None and rank + OVERSAMPLING < d // 4:
+        omega = np.random.default_rng(0).standard_normal((d, max(rank, 0) + OVERSAMPLING))
+        q, _ = np.linalg.qr(sigma @ omega)
+        b = q.T @ sigma @ q
+        w, u = np.linalg.eigh((b + b.T) / 2)
+        v = q @ u
+    else:
+        w, v = np.linalg.eigh(sigma)
+    w = _clip_eigenvalues(w, d)
     keep = w > 0
     return v[:, keep] * np.sqrt(w[keep])
 
@@ -51,20 +70,28 @@ def trace_sqrt_product(sigma1: np.ndarray, factor2: np.ndarray) -> float:
     return float(np.sqrt(_clip_eigenvalues(w)).sum())
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """Squared Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2); means ``(d,)``, covariances ``(d, d)``."""
-    return FrechetReference(mu2, sigma2).distance(mu1, sigma1)
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, rank2: int | None = None
+) -> float:
+    """Squared Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2); means ``(d,)``, covariances ``(d, d)``.
+
+    ``rank2``: an upper bound on the rank of ``sigma2`` if known (n − 1 for n samples; see :func:`psd_factor`).
+    """
+    return FrechetReference(mu2, sigma2, rank2).distance(mu1, sigma1)
 
 
 class FrechetReference:
-    """One fixed side (the real set) with its covariance factor computed once, for repeated distances."""
+    """One fixed side (the real set) with its covariance factor computed once, for repeated distances.
 
-    def __init__(self, mu: np.ndarray, sigma: np.ndarray):
+    ``rank``: an upper bound on the rank of ``sigma`` if known (n − 1 for n samples; see :func:`psd_factor`).
+    """
+
+    def __init__(self, mu: np.ndarray, sigma: np.ndarray, rank: int | None = None):
         self.mu = np.asarray(mu, np.float64)
         self.sigma = np.asarray(sigma, np.float64)
         if self.mu.ndim != 1 or self.sigma.shape != (self.mu.size, self.mu.size):
             raise ValueError(f"mean must be (d,) and covariance (d, d); got {self.mu.shape} and {self.sigma.shape}")
-        self.factor = psd_factor(self.sigma)
+        self.factor = psd_factor(self.sigma, rank)
         self.trace = float(np.trace(self.sigma))
 
     def distance(self, mu: np.ndarray, sigma: np.ndarray) -> float:

@@ -111,16 +111,16 @@ def test_bf16_autocast_runs_and_stays_within_its_stated_tolerance(extractor, inc
     """The bf16 path (CPU autocast here, CUDA in production) is alive, really bf16, and close to fp32.
 
     Features of each slice are within BF16_FEATURE_TOLERANCE (relative); the Fréchet distance between the fp32
-    and bf16 features of the same slices is under 5% of the one between two different sets of 8 slices (measured
-    1.4% with these random weights, whose features are in the hundreds).
+    and bf16 features of the same slices is under 5% of the one between two different sets of 4 slices (bf16
+    convolutions are slow on a CPU without bf16 instructions: 4 slices keep it to seconds).
     """
     from ctbench.extractors.inception import BF16_FEATURE_TOLERANCE
     from ctbench.metrics.frechet import frechet_distance
 
     g = torch.Generator().manual_seed(5)
-    coarse = torch.rand(16, 1, 8, 16, generator=g)
+    coarse = torch.rand(8, 1, 8, 16, generator=g)
     images = quantise_uint8(torch.nn.functional.interpolate(coarse, size=(64, 128), mode="bilinear") * 2 - 1)
-    set_a, set_b = images[:8], images[8:]
+    set_a, set_b = images[:4], images[4:]
     fp32_a, fp32_b = extractor(set_a), extractor(set_b)
     bf16_a = InceptionFeatures(inception_weights, batch_size=4, bf16=True)(set_a)
     assert bf16_a.dtype == torch.float32 and bf16_a.shape == fp32_a.shape
@@ -129,9 +129,9 @@ def test_bf16_autocast_runs_and_stays_within_its_stated_tolerance(extractor, inc
 
     def fd(x: torch.Tensor, y: torch.Tensor) -> float:
         x, y = x.double().numpy(), y.double().numpy()
-        return frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+        return frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False), len(y) - 1)
 
-    assert fd(bf16_a, fp32_a) < 0.05 * fd(fp32_b, fp32_a)
+    assert fd(bf16_a, fp32_a) < 0.05 * fd(fp32_b, fp32_a), (fd(bf16_a, fp32_a), fd(fp32_b, fp32_a))
 
 
 def test_wrong_architecture_file_is_refused(tmp_path):

@@ -81,6 +81,23 @@ def test_psd_factor_reproduces_the_matrix_with_its_rank():
         np.testing.assert_allclose(p @ p.T, s, atol=1e-12)
 
 
+def test_rank_bounded_factor_equals_the_full_decomposition():
+    """A covariance of 21 samples in 256-d (rank 20, the bound n − 1): the subspace factor gives the distance of the
+    full eigendecomposition to round-off, against a full-rank and a low-rank other side, and reproduces the matrix."""
+    rng = np.random.default_rng(8)
+    d, n = 256, 21
+    x = rng.normal(size=(n, d)) * rng.uniform(0.1, 3.0, size=d)
+    low = np.cov(x, rowvar=False)
+    p = psd_factor(low, rank=n - 1)
+    assert p.shape == (d, n - 1)
+    np.testing.assert_allclose(p @ p.T, low, atol=1e-12 * np.abs(low).max())
+    mu = rng.normal(size=d)
+    for other in (random_cov(rng, d, 2 * d), random_cov(rng, d, 30)):
+        want = frechet_distance(mu, other, x.mean(0), low)
+        assert frechet_distance(mu, other, x.mean(0), low, rank2=n - 1) == pytest.approx(want, rel=1e-10)
+    assert psd_factor(low, rank=200).shape == (d, n - 1)  # a bound too large for the subspace: the full path
+
+
 def test_reference_shape_mismatch_is_an_error():
     ref = FrechetReference(np.zeros(3), np.eye(3))
     with pytest.raises(ValueError, match="shapes differ"):
