@@ -36,7 +36,7 @@ from ctbench.data.pipeline import prepare_scan
 from ctbench.data.scan_io import Scan
 from ctbench.data.synth import phantom
 from ctbench.extractors.inception import InceptionFeatures, write_random_weights
-from ctbench.extractors.slicing import PLANES
+from ctbench.extractors.slicing import PLANES, plane_slices, quantise_uint8
 from ctbench.metrics.feature import DEFAULT_GROUPS
 from ctbench.metrics.fid import TriPlanarFID
 from ctbench.metrics.frechet import FrechetReference, frechet_with_jackknife
@@ -57,6 +57,15 @@ def phantom_volume(seed: int, degraded: bool) -> torch.Tensor:
         rng = np.random.default_rng([seed, 1])
         v = np.clip(ndimage.gaussian_filter(v, 1.5) + rng.normal(0, 0.05, v.shape), -1, 1).astype(np.float32)
     return torch.from_numpy(v)[None]
+
+
+def calibration_slices(metric: TriPlanarFID, seeds: range) -> torch.Tensor:
+    """uint8 slices ``(M, 1, h, w)`` of every plane of the phantoms ``seeds`` (seeds outside every pool), resized to
+    a common 128×128 so they stack: the batch that sets the random network's BatchNorm statistics."""
+    vols = quantise_uint8(torch.stack([phantom_volume(s, False) for s in seeds]))
+    slices = [plane_slices(vols, plane, metric.slice_step)[0] for plane in PLANES]
+    return torch.cat([torch.nn.functional.interpolate(x.float(), size=(128, 128)).round().to(torch.uint8)
+                      for x in slices])
 
 
 def pool_features(metric: TriPlanarFID, extractor: InceptionFeatures, seeds: range, degraded: bool,
@@ -116,10 +125,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     warnings.filterwarnings("ignore", message="only .* samples for .*-d features")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(args.weights) if args.weights else write_random_weights(Path(tmp) / "inception.pth")
         metric = TriPlanarFID(slice_step=step)
-        extractor = InceptionFeatures(weights, torch.device(args.device))
         base = 1_000_000 * (args.seed + 1)
+        weights = Path(args.weights) if args.weights else write_random_weights(
+            Path(tmp) / "inception.pth", calibration=calibration_slices(metric, range(base - 8, base)))
+        extractor = InceptionFeatures(weights, torch.device(args.device))
         real = pool_features(metric, extractor, range(base, base + n_ref), False, "reference")
         like, degraded = base + n_ref, base + n_ref + n_pool  # first seeds of the two generated pools
         pools = {
@@ -134,7 +144,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             stats.update(v[plane], np.zeros(len(v[plane]), int))
         total = stats.total()
         rows = np.concatenate([v[plane] for v in real]).astype(np.float16)
-        reference[plane] = (FrechetReference(total.mean, total.cov), rows)
+        reference[plane] = (FrechetReference(total.mean, total.cov, rank=total.count - 1), rows)
     extracted = time.perf_counter() - t0
 
     rows_out = []
