@@ -80,16 +80,17 @@ def installed_inception(inception_weights, tmp_path, monkeypatch):
 @pytest.mark.timeout(600)
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed")
 def test_two_ranks_fid_values_and_intervals_match_one_process(prepared_dir, tmp_path, installed_inception):
-    """FID (random weights, every 32nd slice) of 5 noise volumes on 2 ranks (samples 0-2 and 3-4) and on one.
+    """FID (random weights, every 32nd slice) of 3 noise volumes on 2 ranks (samples 0-1 and 2) and on one.
 
-    Each run computes its own reference statistics (no cache; sharded in the torchrun run). Were jackknife groups
-    taken from a rank's own count, rank 1's volumes 3 and 4 would join the groups of 0 and 1: fewer replicates,
-    another interval.
+    The single-process run computes the reference statistics and caches them; the torchrun run reads them (sharded
+    reference statistics are tested in tests/metrics/test_metrics_fid.py). Were jackknife groups taken from a
+    rank's own count, rank 1's volume 2 would join the group of volume 0: fewer replicates, another interval.
     """
     opts = dict(
-        data=str(prepared_dir), generator="noise", n=5, seed=2, metrics=["fid"], split="train", batch_size=2,
-        unverified_weights=True, metric_options={"fid": {"slice_step": 32}}, montage_volumes=0, cache=False,
+        data=str(prepared_dir), generator="noise", n=3, seed=2, metrics=["fid"], split="train", batch_size=2,
+        unverified_weights=True, metric_options={"fid": {"slice_step": 32}}, montage_volumes=0,
     )  # fmt: skip
+    single = read_record(evaluate(EvalOptions(**opts, out=str(tmp_path / "one"))))
     script = tmp_path / "fid_run.py"
     script.write_text(FID_RUN)
     ddp_opts = repr({**opts, "out": str(tmp_path / "ddp")})
@@ -101,7 +102,6 @@ def test_two_ranks_fid_values_and_intervals_match_one_process(prepared_dir, tmp_
     (path,) = (tmp_path / "ddp").glob("*.json")
     ddp = json.loads(path.read_text())
     assert ddp["sampling"]["world_size"] == 2
-    single = read_record(evaluate(EvalOptions(**opts, out=str(tmp_path / "one"))))
     assert ddp["run_id"] == single["run_id"]
     planes = ("mean", "xy", "xz", "yz")
     assert set(single["metrics"]) == {f"{m}_{k}{s}" for k in planes for m, s in
@@ -111,7 +111,7 @@ def test_two_ranks_fid_values_and_intervals_match_one_process(prepared_dir, tmp_
     # sees them through float16 rows (the stored feature sample), where such a difference can flip a rounding
     for key, value in single["metrics"].items():
         rel = 1e-5 if key.startswith("kid") else 1e-6
-        assert "replicates=5" in value["note"] or key.endswith("_mean") or key == "fid_mean_unbiased", key
+        assert "replicates=3" in value["note"] or key.endswith("_mean") or key == "fid_mean_unbiased", key
         for field in ("value", "interval", "n", "note", "interval_method", "padding"):
             want, got = value[field], ddp["metrics"][key][field]
             if field in ("value", "interval"):
