@@ -61,7 +61,7 @@ def plan(tiny: bool, out: Path) -> list[Step]:
         return [
             Step("metrics", ["bench_metrics.py", "--device", "cpu", "--volumes", "1", "--slice-step", "128",
                              "--no-compile", "--bf16", "--repeats", "1", "--no-warmup", "--frechet-dim", "64",
-                             "--json", metrics_json], 240),
+                             "--json", metrics_json], 360),
             Step("train", ["bench_train.py", "--device", "cpu", "--tiny", "--repeats", "1"], 180),
         ]  # fmt: skip
     # the Fréchet timing runs on the CPU and is measured elsewhere; two compilations (fp32, bf16) take ~1-3 minutes
