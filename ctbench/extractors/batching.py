@@ -2,15 +2,16 @@
 
 :class:`FeatureNetwork` is what every torch feature extractor shares: the device, the speed options
 (``torch.compile``, channels-last, bf16 autocast, TF32; the last two are provenance options that change the values),
-chunked inference with :func:`halving_on_oom`, features returned as float32 on the CPU. A subclass says how a chunk
-becomes network input (:meth:`FeatureNetwork.preprocess`) and, if it wants, what input it accepts
-(:meth:`FeatureNetwork.check`).
+chunked inference with :func:`halving_on_oom`, features returned as float32 on the CPU. A subclass says how its
+weights file becomes a network (:meth:`FeatureNetwork.load`), how a chunk becomes network input
+(:meth:`FeatureNetwork.preprocess`) and, if it wants, what input it accepts (:meth:`FeatureNetwork.check`).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -50,7 +51,8 @@ class FeatureNetwork:
 
     Subclasses set ``name``, ``dim``, ``unit`` (what one item is, for messages), ``batch_sizes`` (items per forward
     pass on ``{"cpu": n, "cuda": m}``) and ``spatial_dims`` (2 or 3: which channels-last layout applies), and
-    implement :meth:`preprocess`. The batch size halves on device out-of-memory and stays halved.
+    implement :meth:`load` and :meth:`preprocess`. ``weights_path``: the network's weights file; one that does not
+    fit the network raises ``ValueError`` naming it. The batch size halves on device out-of-memory and stays halved.
     """
 
     name: str
@@ -61,7 +63,7 @@ class FeatureNetwork:
 
     def __init__(
         self,
-        net: nn.Module,
+        weights_path: str | Path,
         device: str | torch.device = "cpu",
         batch_size: int | None = None,
         compile: bool = False,
@@ -73,10 +75,15 @@ class FeatureNetwork:
         self.batch_size = batch_size or self.batch_sizes["cuda" if self.device.type == "cuda" else "cpu"]
         self.bf16, self.tf32, self.channels_last = bf16, tf32, channels_last
         self._memory_format = torch.channels_last if self.spatial_dims == 2 else torch.channels_last_3d
-        self.net = net.eval().to(self.device)
+        self.net = self.load(Path(weights_path)).eval().to(self.device)
         if channels_last:
             self.net = self.net.to(memory_format=self._memory_format)
         self._forward = torch.compile(self.net) if compile else self.net
+
+    def load(self, weights_path: Path) -> nn.Module:
+        """The network with the weights of ``weights_path``, on the CPU; ``ValueError`` naming the file if they do
+        not fit it."""
+        raise NotImplementedError
 
     def preprocess(self, chunk: torch.Tensor) -> torch.Tensor:
         """One chunk of the input, already on the device → the network's input."""

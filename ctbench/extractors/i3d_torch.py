@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ctbench.extractors.batching import FeatureNetwork
 from ctbench.extractors.i3d import preprocess_frames
@@ -70,18 +71,8 @@ class I3DTorchFeatures(FeatureNetwork):
     batch_sizes = {"cpu": 2, "cuda": 16}
     spatial_dims = 3
 
-    def __init__(
-        self,
-        weights_path: str | Path,
-        device: str | torch.device = "cpu",
-        batch_size: int | None = None,
-        compile: bool = False,
-        channels_last: bool = False,
-        bf16: bool = False,
-        tf32: bool = False,
-    ):
-        net = load_network(weights_path).fold_batch_norm()
-        super().__init__(net, device, batch_size, compile, channels_last, bf16, tf32)
+    def load(self, weights_path: Path) -> nn.Module:
+        return load_network(weights_path).fold_batch_norm()
 
     def preprocess(self, chunk: torch.Tensor) -> torch.Tensor:
         return preprocess_frames(chunk)  # (n, 1, D, 224, 224)

@@ -66,23 +66,14 @@ class InceptionFeatures(FeatureNetwork):
     unit = "slices"
     batch_sizes = {"cpu": 32, "cuda": 256}
 
-    def __init__(
-        self,
-        weights_path: str | Path,
-        device: str | torch.device = "cpu",
-        batch_size: int | None = None,
-        compile: bool = False,
-        channels_last: bool = False,
-        bf16: bool = False,
-        tf32: bool = False,
-    ):
+    def load(self, weights_path: Path) -> nn.Module:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         try:
             net = FeatureExtractorInceptionV3(self.name, ["2048"], feature_extractor_weights_path=str(weights_path))
         except (RuntimeError, KeyError, OSError) as exc:
             raise ValueError(f"{weights_path}: not usable as InceptionV3 FID weights ({exc})") from exc
-        super().__init__(Pool3(net), device, batch_size, compile, channels_last, bf16, tf32)
+        return Pool3(net)
 
     def check(self, batch: torch.Tensor) -> None:
         if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[1] != 1:
