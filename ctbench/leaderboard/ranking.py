@@ -123,6 +123,7 @@ def collect(results: str | Path, against: str | None = None) -> list[Group]:
         group = groups.setdefault(key, Group(key, _title(key)))
         (group.rows if verified else group.unverified).append(row)
     for group in groups.values():
+        _name_samplers(group.rows + group.unverified)
         present = {k for r in group.rows + group.unverified for k in r.metrics}
         group.columns = column_order(present)
         _rank(group)
@@ -130,6 +131,20 @@ def collect(results: str | Path, against: str | None = None) -> list[Group]:
         if against:
             _deltas(group, against)
     return sorted(groups.values(), key=lambda g: g.title)
+
+
+def _name_samplers(rows: list[Row]) -> None:
+    """Append ``(sampler)`` to the labels of rows that share a label but not a sampler (see the module docstring)."""
+    def sampler(row: Row) -> str | None:
+        return (row.record["generator"].get("config") or {}).get("sampler")
+
+    by_label: dict[str, list[Row]] = {}
+    for row in rows:
+        by_label.setdefault(row.label, []).append(row)
+    for same in by_label.values():
+        if len({sampler(r) for r in same}) > 1:
+            for r in same:
+                r.label = f"{r.label} ({sampler(r) or 'sampler unknown'})"
 
 
 def comparability(record: dict[str, Any], key: str) -> dict[str, Any]:

@@ -160,3 +160,19 @@ def test_an_n_independent_key_ranks_records_of_different_n_together(tmp_path, ma
     assert [(r.label, r.rank) for r in group.rows] == [("b", 1), ("a", 2), ("c", 3)]
     a = next(r for r in group.rows if r.label == "a")
     assert a.delta["kid_mean"] == pytest.approx(-0.01) and a.delta["fid_mean"] is None  # FID: another N
+
+
+def test_runs_of_one_generator_with_other_samplers_are_named_by_their_sampler(tmp_path, make_record):
+    out = tmp_path / "r"
+    for sampler, fid in (("ddim-50", 30.0), ("ancestral-1000", 25.0), (None, 28.0)):
+        rec = _record(make_record, "vqgan-ddpm", fid, 256)
+        rec["run_id"] = f"vqgan-{sampler}"
+        if sampler:
+            rec["generator"]["config"] = {"sampler": sampler}
+        write_record(rec, out)
+    write_record(_record(make_record, "noise", 300.0, 256), out)
+    (group,) = collect(out, against="vqgan-ddpm")
+    assert [(r.label, r.rank) for r in group.rows] == [
+        ("vqgan-ddpm (ancestral-1000)", 1), ("vqgan-ddpm (sampler unknown)", 2), ("vqgan-ddpm (ddim-50)", 3),
+        ("noise", 4),
+    ]
