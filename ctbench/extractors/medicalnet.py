@@ -19,6 +19,7 @@ how [-1, 1] is mapped before the network: ``"unit"`` (WDM-3D: ``(v + 1) / 2`` in
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,12 @@ def preprocessing(input_range: str) -> str:
     return (f"whole volume (N,1,D,H,W), depth = axial z, no resize; {scale}; MONAI resnet50 MedicalNet layout "
             "(conv1 7x7x7 stride 2, shortcut B no bias, layer3/layer4 stride 1 dilation 2/4); global average pool "
             "-> 2048-d")
+
+
+def require_monai() -> None:
+    """:class:`MetricUnavailable` with the install command when monai is not installed (without importing it)."""
+    if importlib.util.find_spec("monai") is None:
+        raise MetricUnavailable(f"MedicalNet 3D FID needs monai, which is not installed; install it with `{INSTALL}`")
 
 
 def import_monai() -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ctbench.core.errors import MetricUnavailable
-from ctbench.extractors.medicalnet import INPUT_RANGES, MedicalNetFeatures, import_monai, preprocessing
+from ctbench.extractors.medicalnet import INPUT_RANGES, MedicalNetFeatures, preprocessing, require_monai
 from ctbench.extractors.slicing import quantise_uint8
 from ctbench.metrics.contract import Key
 from ctbench.metrics.feature import (
@@ -80,7 +80,7 @@ class MedicalNetFID(FeatureMetric):
         return {"input_range": self.input_range, "bf16": self.bf16, "tf32": self.tf32}
 
     def resolve_weights(self, unverified_ok: bool = False) -> ResolvedWeights:
-        import_monai()
+        require_monai()
         return resolve(self.weights[0], unverified_ok=unverified_ok)
 
     def build_extractor(self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None) -> Any:

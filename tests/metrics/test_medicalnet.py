@@ -194,10 +194,15 @@ def test_keys_direction_and_ls_state(medicalnet_file):
 
 
 def test_unavailable_without_monai_names_the_install_command(medicalnet_file, monkeypatch):
+    from ctbench.extractors.medicalnet import build_network
+
     W.import_weights(medicalnet_file, NAME, unverified_ok=True)
-    monkeypatch.setitem(sys.modules, "monai.networks", None)
+    for module in ("monai", "monai.networks"):  # as if not installed
+        monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(MetricUnavailable, match=r"pip install 'ctbench\[medicalnet\]'"):
         get_metric("fid3d-medicalnet").check_ready(unverified_ok=True)
+    with pytest.raises(MetricUnavailable, match=r"needs monai .*pip install 'ctbench\[medicalnet\]'"):
+        build_network()
 
 
 def test_missing_weights_name_the_file_and_both_commands(private_cache):
@@ -228,3 +233,19 @@ def test_import_of_another_network_under_the_name_is_refused_and_writes_nothing(
     torch.save({"model": {}}, resnet50_2d_file)
     with pytest.raises(ValueError, match="not a MedicalNet weights file"):
         W.import_weights(resnet50_2d_file, NAME, unverified_ok=True)
+
+
+def test_fetch_of_another_network_is_deleted(resnet50_2d_file, monkeypatch):
+    import shutil
+
+    import pooch
+
+    def download(url, known_hash, fname, path, progressbar):  # the Hugging Face host stood in: serves a wrong file
+        assert url == W.WEIGHTS[NAME].url and known_hash is None  # unpinned
+        Path(path).mkdir(parents=True, exist_ok=True)
+        return shutil.copy(resnet50_2d_file, Path(path) / fname)
+
+    monkeypatch.setattr(pooch, "retrieve", download)
+    with pytest.raises(ValueError, match="not MedicalNet ResNet-50 weights"):
+        W.fetch(NAME, progress=False)
+    assert not (W.weights_dir() / "resnet_50_23dataset.pth").exists()
