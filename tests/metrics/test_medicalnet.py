@@ -184,6 +184,11 @@ def test_keys_direction_and_ls_state(medicalnet_file):
     assert [(k.name, k.direction) for k in METRICS.get("fid3d-medicalnet").keys] == [
         ("fid3d_medicalnet", "lower"), ("fid3d_medicalnet_unbiased", "lower"), ("kid3d_medicalnet", "lower")]
     assert METRICS.metric_of("kid3d_medicalnet") == "fid3d-medicalnet" and METRICS.key("kid3d_medicalnet").n_independent
+    from ctbench.leaderboard.columns import glossary, lower_is_better, n_independent
+
+    assert all(lower_is_better(k) for k in ("fid3d_medicalnet", "fid3d_medicalnet_unbiased", "kid3d_medicalnet"))
+    assert glossary("fid3d_medicalnet").startswith("`fid3d_medicalnet` (↓ lower is better)")
+    assert n_independent("kid3d_medicalnet") and not n_independent("fid3d_medicalnet")
     res = CliRunner().invoke(main, ["ls"])
     line = next(ln for ln in res.output.splitlines() if ln.strip().startswith("fid3d-medicalnet"))
     assert "unavailable: medicalnet-resnet50-23 weights missing" in line
