@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   installs what the demo needs into .venv and runs the offline demo (no downloads, no GPU)
-#   make test   adds the test tools and the FVD extra (TensorFlow) to .venv, runs lint (ruff, mypy) + the tests
+#   make test   adds the test tools and the FVD and MedicalNet extras (TensorFlow, MONAI) to .venv, runs lint + the tests
 # A CPU-only PyTorch is much smaller than the default Linux wheel (which bundles CUDA libraries):
 #   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
 PYTHON ?= python3
@@ -19,7 +19,7 @@ $(VENV)/.installed-demo: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed-demo
-	$(BIN)/pip install -q -e ".[fvd,test]"
+	$(BIN)/pip install -q -e ".[fvd,medicalnet,test]"
 	touch $@
 
 demo: $(VENV)/.installed-demo

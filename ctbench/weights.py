@@ -1,6 +1,6 @@
 """Pinned feature-network weights: where they come from, where they live, and whether they are the right ones.
 
-Four weights are pinned (:data:`WEIGHTS`):
+These weights are pinned (:data:`WEIGHTS`):
 
 * ``inception-v3-compat``: the TensorFlow FID InceptionV3 (``pt_inception-2015-12-05``) converted to PyTorch,
   one ``.pth`` file, as torch-fidelity and pytorch-fid distribute it. Verified by its sha256.
@@ -15,6 +15,9 @@ Four weights are pinned (:data:`WEIGHTS`):
   pin and against the module installed here, if any.
 * ``vgg16-imagenet``: torchvision's VGG16 ImageNet checkpoint, the LPIPS trunk of the reference generator's
   perceptual loss (training only; no metric uses it). Verified by its sha256.
+* ``medicalnet-resnet50-23``: MedicalNet's 3D ResNet-50 pretrained on 23 datasets
+  (``resnet_50_23dataset.pth``), the network of ``fid3d-medicalnet``. No hash is published: unpinned, like I3D.
+  Import and fetch check that the file loads into that network (a spec's ``check``) before keeping it.
 
 Weights live in ``$CTBENCH_CACHE/weights`` (default ``~/.cache/ctbench/weights``). ``fetch`` downloads them with
 pooch and checks the pinned hash; ``import_weights`` copies a local file or folder in (air-gapped machines);
@@ -28,6 +31,7 @@ unverified.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import shutil
 import tempfile
@@ -66,6 +70,9 @@ class WeightSpec:
     description: str = ""
     source: str | None = None
     """For ``kind='converted'``: the weights this file is converted from (``ctbench weights convert SOURCE``)."""
+    check: str | None = None
+    """``module:function`` raising ``ValueError`` when a file is not this network's weights (run on import and
+    fetch, before anything is written)."""
 
 
 WEIGHTS: dict[str, WeightSpec] = {
@@ -98,6 +105,17 @@ WEIGHTS: dict[str, WeightSpec] = {
         sha256=None,
         source="i3d-kinetics-400",
         description="i3d-kinetics-400 converted for ctbench's PyTorch I3D (made by `ctbench weights convert`)",
+    ),
+    "medicalnet-resnet50-23": WeightSpec(
+        name="medicalnet-resnet50-23",
+        kind="file",
+        filename="resnet_50_23dataset.pth",
+        # The file MONAI's MedicalNet loader downloads; Tencent's own release is a Google Drive / Weiyun archive.
+        url="https://huggingface.co/TencentMedicalNet/MedicalNet-Resnet50/resolve/main/resnet_50_23dataset.pth",
+        # No hash is published by Tencent or MONAI, and none could be recorded here (no internet): unpinned, like I3D.
+        sha256=None,
+        check="ctbench.extractors.medicalnet:check_weights_file",
+        description="MedicalNet (Med3D) 3D ResNet-50 pretrained on 23 datasets: fid3d-medicalnet's network",
     ),
     # The reference generator's LPIPS trunk (vqgan-ddpm's vqgan.perceptual_weight); not a metric's weights.
     "vgg16-imagenet": WeightSpec(
@@ -340,6 +358,7 @@ def import_weights(src: str | Path, name: str | None = None, unverified_ok: bool
         from ctbench.extractors.i3d_torch import converted_source_sha256
 
         converted_source_sha256(src)  # ValueError unless it is a converted file
+    check_network(spec, src)
     digest = file_sha256(src)
     verified = spec.sha256 is not None and digest == spec.sha256
     if not verified and not unverified_ok:
@@ -350,6 +369,13 @@ def import_weights(src: str | Path, name: str | None = None, unverified_ok: bool
         )
     dest = install_copy(src, weights_dir() / spec.filename)
     return ResolvedWeights(spec=spec, path=dest, sha256=digest, verified=verified)
+
+
+def check_network(spec: WeightSpec, path: Path) -> None:
+    """Run ``spec.check`` on ``path`` (``ValueError`` naming the file when it is another network's weights)."""
+    if spec.check:
+        module, _, function = spec.check.partition(":")
+        getattr(importlib.import_module(module), function)(path)
 
 
 def fetch(name: str, progress: bool = True) -> ResolvedWeights:
@@ -364,6 +390,11 @@ def fetch(name: str, progress: bool = True) -> ResolvedWeights:
         known = f"sha256:{spec.sha256}" if spec.sha256 else None
         path = Path(pooch.retrieve(spec.url, known_hash=known, fname=spec.filename, path=weights_dir(),
                                    progressbar=progress))
+        try:
+            check_network(spec, path)
+        except ValueError:
+            path.unlink()
+            raise
         return ResolvedWeights(spec, path, file_sha256(path), verified=spec.sha256 is not None)
     tarball = Path(pooch.retrieve(spec.url, known_hash=None, fname=f"{spec.filename}.tar.gz", path=downloads,
                                   progressbar=progress))

@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "ctbench.metrics"
 BUILTIN: dict[str, str] = {
     "fid": "ctbench.metrics.fid:TriPlanarFID",
     "fvd": "ctbench.metrics.fvd:FVD",
+    "fid3d-medicalnet": "ctbench.metrics.fid3d:MedicalNetFID",
     "intensity": "ctbench.metrics.intensity:Intensity",
     "diversity": "ctbench.metrics.diversity:Diversity",
     "memorisation": "ctbench.metrics.memorisation:Memorisation",
