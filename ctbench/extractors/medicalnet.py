@@ -131,7 +131,7 @@ class MedicalNetFeatures(FeatureNetwork):
     Volumes per forward pass: 2 on CPU, 16 on CUDA; the batch size halves on device out-of-memory and stays halved.
     """
 
-    name = "medicalnet-resnet50-23datasets"
+    name = "medicalnet-resnet50-23"
     dim = 2048
     unit = "volumes"
     batch_sizes = {"cpu": 2, "cuda": 16}
@@ -151,7 +151,10 @@ class MedicalNetFeatures(FeatureNetwork):
         if input_range not in INPUT_RANGES:
             raise ValueError(f"input_range must be one of {', '.join(INPUT_RANGES)}; got {input_range!r}")
         self.input_range = input_range
-        super().__init__(load_network(weights_path), device, batch_size, compile, channels_last, bf16, tf32)
+        super().__init__(weights_path, device, batch_size, compile, channels_last, bf16, tf32)
+
+    def load(self, weights_path: Path) -> nn.Module:
+        return load_network(weights_path)
 
     def preprocess(self, chunk: torch.Tensor) -> torch.Tensor:
         x = chunk.float()

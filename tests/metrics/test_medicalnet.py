@@ -168,7 +168,7 @@ def test_metric_end_to_end(medicalnet_file, small_volumes):
         diff = m.distances(fake, real)
     assert set(diff) == set(m.key_names())
     v = diff["fid3d_medicalnet"]
-    assert v.value > 0 and v.n == 6 and v.extractor == "medicalnet-resnet50-23datasets" and v.verified is False
+    assert v.value > 0 and v.n == 6 and v.extractor == "medicalnet-resnet50-23" and v.verified is False
     assert v.rank_deficient and "2048 feature dimensions" in v.note
     assert v.interval is not None and v.interval[0] <= v.value <= v.interval[1]
     assert diff["fid3d_medicalnet_unbiased"].value is not None
