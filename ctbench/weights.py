@@ -1,6 +1,6 @@
 """Pinned feature-network weights: where they come from, where they live, and whether they are the right ones.
 
-Four weights are pinned (:data:`WEIGHTS`):
+Five networks are known (:data:`WEIGHTS`):
 
 * ``inception-v3-compat``: the TensorFlow FID InceptionV3 (``pt_inception-2015-12-05``) converted to PyTorch,
   one ``.pth`` file, as torch-fidelity and pytorch-fid distribute it. Verified by its sha256.
@@ -13,6 +13,9 @@ Four weights are pinned (:data:`WEIGHTS`):
   that step only) and recording the module's hash inside. The same module converts to the same bytes, so the file
   has its own pin next to the module's. :func:`resolve_converted` also checks the recorded module hash against the
   pin and against the module installed here, if any.
+* ``radimagenet-resnet50``: RadImageNet's ResNet-50 (no top) ported to PyTorch, the file MAISI's 2.5D FID loads
+  through ``torch.hub`` (``Warvito/radimagenet-models``), hosted on Google Drive with no published hash: unpinned,
+  like the I3D module. Import and fetch check that a file holds that network before installing it.
 * ``vgg16-imagenet``: torchvision's VGG16 ImageNet checkpoint, the LPIPS trunk of the reference generator's
   perceptual loss (training only; no metric uses it). Verified by its sha256.
 
@@ -66,6 +69,9 @@ class WeightSpec:
     description: str = ""
     source: str | None = None
     """For ``kind='converted'``: the weights this file is converted from (``ctbench weights convert SOURCE``)."""
+    check: str | None = None
+    """``module:function`` raising ``ValueError`` unless a file holds this network; import and fetch run it before
+    anything is installed."""
 
 
 WEIGHTS: dict[str, WeightSpec] = {
@@ -98,6 +104,19 @@ WEIGHTS: dict[str, WeightSpec] = {
         sha256=None,
         source="i3d-kinetics-400",
         description="i3d-kinetics-400 converted for ctbench's PyTorch I3D (made by `ctbench weights convert`)",
+    ),
+    # MAISI's 2.5D FID network: what torch.hub.load("Warvito/radimagenet-models", "radimagenet_resnet50") downloads
+    # (Google Drive file 1VOWHgOq0rm7OkE_JxlWXhMAH4CvcXUHT, the URL below being its direct-download form) and caches
+    # as $TORCH_HOME/hub/checkpoints/RadImageNet-ResNet50_notop.pth, where it is found too. No hash is published.
+    "radimagenet-resnet50": WeightSpec(
+        name="radimagenet-resnet50",
+        kind="file",
+        filename="RadImageNet-ResNet50_notop.pth",
+        url="https://drive.usercontent.google.com/download?id=1VOWHgOq0rm7OkE_JxlWXhMAH4CvcXUHT&export=download&confirm=t",
+        sha256=None,
+        description="RadImageNet ResNet-50 (no top), Keras weights ported to PyTorch (Warvito/radimagenet-models); "
+                    "the network of MAISI's 2.5D FID",
+        check="ctbench.extractors.radimagenet:check_weights",
     ),
     # The reference generator's LPIPS trunk (vqgan-ddpm's vqgan.perceptual_weight); not a metric's weights.
     "vgg16-imagenet": WeightSpec(
@@ -340,6 +359,7 @@ def import_weights(src: str | Path, name: str | None = None, unverified_ok: bool
         from ctbench.extractors.i3d_torch import converted_source_sha256
 
         converted_source_sha256(src)  # ValueError unless it is a converted file
+    check_network(spec, src)
     digest = file_sha256(src)
     verified = spec.sha256 is not None and digest == spec.sha256
     if not verified and not unverified_ok:
@@ -350,6 +370,16 @@ def import_weights(src: str | Path, name: str | None = None, unverified_ok: bool
         )
     dest = install_copy(src, weights_dir() / spec.filename)
     return ResolvedWeights(spec=spec, path=dest, sha256=digest, verified=verified)
+
+
+def check_network(spec: WeightSpec, path: Path) -> None:
+    """Run ``spec``'s network check on ``path`` (``ValueError`` naming the file when it holds another network)."""
+    if spec.check is None:
+        return
+    import importlib
+
+    module, _, function = spec.check.partition(":")
+    getattr(importlib.import_module(module), function)(path)
 
 
 def fetch(name: str, progress: bool = True) -> ResolvedWeights:
@@ -364,6 +394,11 @@ def fetch(name: str, progress: bool = True) -> ResolvedWeights:
         known = f"sha256:{spec.sha256}" if spec.sha256 else None
         path = Path(pooch.retrieve(spec.url, known_hash=known, fname=spec.filename, path=weights_dir(),
                                    progressbar=progress))
+        try:
+            check_network(spec, path)
+        except ValueError as exc:
+            path.unlink()
+            raise ValueError(f"the download from {spec.url} is not usable (removed): {exc}") from exc
         return ResolvedWeights(spec, path, file_sha256(path), verified=spec.sha256 is not None)
     tarball = Path(pooch.retrieve(spec.url, known_hash=None, fname=f"{spec.filename}.tar.gz", path=downloads,
                                   progressbar=progress))

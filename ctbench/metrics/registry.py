@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "intensity": "ctbench.metrics.intensity:Intensity",
     "diversity": "ctbench.metrics.diversity:Diversity",
     "memorisation": "ctbench.metrics.memorisation:Memorisation",
+    "fid_radimagenet": "ctbench.metrics.fid_radimagenet:RadImageNetFID",
 }
 """Name → ``module:Class`` of ctbench's own metrics, in the order records and boards show them."""
 
