@@ -237,3 +237,21 @@ def test_fetch_installs_the_network_and_removes_a_download_that_is_not_it(radima
     res = CliRunner().invoke(main, ["weights", "fetch", NAME])
     assert res.exit_code == 0 and "UNPINNED" in res.output, res.output
     assert W.resolve(NAME, unverified_ok=True).path == W.weights_dir() / spec.filename
+
+
+def test_metrics_option_misspelt_twice_or_without_weights_fails_before_work(private_cache):
+    from ctbench.evaluate.options import EvalOptions, EvaluationError
+    from ctbench.evaluate.run import plan_metrics
+
+    def opts(*names: str) -> EvalOptions:
+        return EvalOptions(data="unused", generator="noise", metrics=list(names))
+
+    with pytest.raises(EvaluationError, match="Did you mean: fid_radimagenet"):
+        plan_metrics(opts("fid_radimagnet"))
+    with pytest.raises(EvaluationError, match="--metrics names fid_radimagenet more than once"):
+        opts("fid_radimagenet", "intensity", "fid_radimagenet").check()
+    missing = f"'fid_radimagenet' was requested but cannot run: {NAME} weights missing"
+    with pytest.raises(EvaluationError, match=missing):
+        plan_metrics(opts("fid_radimagenet"))
+    run, skipped = plan_metrics(EvalOptions(data="unused", generator="noise"))
+    assert "fid_radimagenet" not in run and f"ctbench weights fetch {NAME}" in skipped["fid_radimagenet"]
