@@ -1,6 +1,6 @@
 """Pinned feature-network weights: where they come from, where they live, and whether they are the right ones.
 
-These weights are pinned (:data:`WEIGHTS`):
+These networks' weights are known (:data:`WEIGHTS`):
 
 * ``inception-v3-compat``: the TensorFlow FID InceptionV3 (``pt_inception-2015-12-05``) converted to PyTorch,
   one ``.pth`` file, as torch-fidelity and pytorch-fid distribute it. Verified by its sha256.
@@ -13,6 +13,9 @@ These weights are pinned (:data:`WEIGHTS`):
   that step only) and recording the module's hash inside. The same module converts to the same bytes, so the file
   has its own pin next to the module's. :func:`resolve_converted` also checks the recorded module hash against the
   pin and against the module installed here, if any.
+* ``radimagenet-resnet50``: RadImageNet's ResNet-50 (no top) ported to PyTorch, the file MAISI's 2.5D FID loads
+  through ``torch.hub`` (``Warvito/radimagenet-models``), hosted on Google Drive with no published hash: unpinned,
+  like the I3D module. Import and fetch check that a file holds that network before installing it.
 * ``vgg16-imagenet``: torchvision's VGG16 ImageNet checkpoint, the LPIPS trunk of the reference generator's
   perceptual loss (training only; no metric uses it). Verified by its sha256.
 * ``medicalnet-resnet50-23``: MedicalNet's 3D ResNet-50 pretrained on 23 datasets
@@ -116,6 +119,19 @@ WEIGHTS: dict[str, WeightSpec] = {
         sha256=None,
         check="ctbench.extractors.medicalnet:check_weights_file",
         description="MedicalNet (Med3D) 3D ResNet-50 pretrained on 23 datasets: fid3d-medicalnet's network",
+    ),
+    # MAISI's 2.5D FID network: what torch.hub.load("Warvito/radimagenet-models", "radimagenet_resnet50") downloads
+    # (Google Drive file 1VOWHgOq0rm7OkE_JxlWXhMAH4CvcXUHT, the URL below being its direct-download form) and caches
+    # as $TORCH_HOME/hub/checkpoints/RadImageNet-ResNet50_notop.pth, where it is found too. No hash is published.
+    "radimagenet-resnet50": WeightSpec(
+        name="radimagenet-resnet50",
+        kind="file",
+        filename="RadImageNet-ResNet50_notop.pth",
+        url="https://drive.usercontent.google.com/download?id=1VOWHgOq0rm7OkE_JxlWXhMAH4CvcXUHT&export=download&confirm=t",
+        sha256=None,
+        description="RadImageNet ResNet-50 (no top), Keras weights ported to PyTorch (Warvito/radimagenet-models); "
+                    "the network of MAISI's 2.5D FID",
+        check="ctbench.extractors.radimagenet:check_weights",
     ),
     # The reference generator's LPIPS trunk (vqgan-ddpm's vqgan.perceptual_weight); not a metric's weights.
     "vgg16-imagenet": WeightSpec(
@@ -392,9 +408,9 @@ def fetch(name: str, progress: bool = True) -> ResolvedWeights:
                                    progressbar=progress))
         try:
             check_network(spec, path)
-        except ValueError:
+        except ValueError as exc:
             path.unlink()
-            raise
+            raise ValueError(f"the download from {spec.url} is not usable (removed): {exc}") from exc
         return ResolvedWeights(spec, path, file_sha256(path), verified=spec.sha256 is not None)
     tarball = Path(pooch.retrieve(spec.url, known_hash=None, fname=f"{spec.filename}.tar.gz", path=downloads,
                                   progressbar=progress))

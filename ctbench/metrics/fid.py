@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctbench.extractors.batching import FeatureNetwork
 from ctbench.extractors.inception import PREPROCESSING, InceptionFeatures
 from ctbench.extractors.slicing import PLANES, plane_slices, quantise_uint8
 from ctbench.metrics.base import MetricValue
@@ -95,6 +96,10 @@ class TriPlanarFID(FeatureMetric):
     weights = ("inception-v3-compat",)
     extractor_name = InceptionFeatures.name
     preprocessing = PREPROCESSING
+    fid_key = "fid"
+    """Prefix of the Fréchet keys (``fid_xy``, ``fid_mean``, ``fid_xy_unbiased``); a subclass on another network
+    sets its own, as it sets :attr:`kid_key` for the kernel keys."""
+    kid_key = "kid"
 
     def __init__(
         self,
@@ -122,12 +127,12 @@ class TriPlanarFID(FeatureMetric):
 
     def build_extractor(
         self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None
-    ) -> InceptionFeatures:
+    ) -> FeatureNetwork:
         """The network, built once per process for each weights file (by sha256), device and option set."""
         return _inception(weights.path, weights.sha256, torch.device(device), batch_size, self.compile, self.bf16,
                           self.tf32)
 
-    def features(self, extractor: InceptionFeatures, volumes: torch.Tensor) -> Iterator[StreamRows]:
+    def features(self, extractor: FeatureNetwork, volumes: torch.Tensor) -> Iterator[StreamRows]:
         u8 = quantise_uint8(volumes)
         for plane in self.streams:
             images, vol = plane_slices(u8, plane, self.slice_step)
@@ -145,23 +150,24 @@ class TriPlanarFID(FeatureMetric):
         out = {}
         for plane in self.streams:
             e = estimates[plane]
-            out[f"fid_{plane}"] = make_value(e.value, e.n, e.interval(), common, interval_note(e) + step)
-            out[f"fid_{plane}_unbiased"] = unbiased_value(e, common, interval_note(e) + step)
+            out[f"{self.fid_key}_{plane}"] = make_value(e.value, e.n, e.interval(), common, interval_note(e) + step)
+            out[f"{self.fid_key}_{plane}_unbiased"] = unbiased_value(e, common, interval_note(e) + step)
         mean = mean_estimate([estimates[p] for p in self.streams], fake.n_volumes)
         per_plane = ", ".join(f"{p}={estimates[p].n}" for p in self.streams)
         note = f"n = volumes; slices per plane: {per_plane}{step}"
-        out["fid_mean"] = make_value(mean.value, mean.n, mean.interval(), common, note)
-        out["fid_mean_unbiased"] = unbiased_value(mean, common, note)
+        out[f"{self.fid_key}_mean"] = make_value(mean.value, mean.n, mean.interval(), common, note)
+        out[f"{self.fid_key}_mean_unbiased"] = unbiased_value(mean, common, note)
         return out
 
     def kernel_values(self, estimates: dict[str, KernelEstimate], fake: FeatureSetStats, common: dict) -> dict:
         step = f"; slices subsampled (step {self.slice_step}): not comparable" if self.slice_step > 1 else ""
-        out = {f"kid_{p}": kernel_value(e, common, kernel_note(e, "slices") + step) for p, e in estimates.items()}
+        out = {f"{self.kid_key}_{p}": kernel_value(e, common, kernel_note(e, "slices") + step)
+               for p, e in estimates.items()}
         planes = [estimates[p] for p in self.streams]
         value, replicates = mean_of(planes)
         mean = KernelEstimate(value, fake.n_volumes, replicates, planes[0].subsets, planes[0].sizes)
         per_plane = ", ".join(f"{p}={estimates[p].n}" for p in self.streams)
-        out["kid_mean"] = kernel_value(mean, common, f"n = volumes; slices per plane: {per_plane}{step}")
+        out[f"{self.kid_key}_mean"] = kernel_value(mean, common, f"n = volumes; slices per plane: {per_plane}{step}")
         return out
 
     def manifold_distances(

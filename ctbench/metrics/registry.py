@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "fid": "ctbench.metrics.fid:TriPlanarFID",
     "fvd": "ctbench.metrics.fvd:FVD",
     "fid3d-medicalnet": "ctbench.metrics.fid3d:MedicalNetFID",
+    "fid-radimagenet": "ctbench.metrics.fid_radimagenet:RadImageNetFID",
     "intensity": "ctbench.metrics.intensity:Intensity",
     "diversity": "ctbench.metrics.diversity:Diversity",
     "memorisation": "ctbench.metrics.memorisation:Memorisation",

@@ -106,7 +106,7 @@ def test_unknown_weights_name_has_no_stray_quotes():
     out = _fails(["weights", "fetch", "foo"])
     assert out.strip() == (
         "Error: foo: unknown weights 'foo'; known: i3d-kinetics-400, i3d-kinetics-400-torch, inception-v3-compat, "
-        "medicalnet-resnet50-23, vgg16-imagenet"
+        "medicalnet-resnet50-23, radimagenet-resnet50, vgg16-imagenet"
     )
 
 

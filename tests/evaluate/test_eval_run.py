@@ -35,7 +35,7 @@ def test_noise_record_complete_and_feature_metrics_skipped(prepared_dir, tmp_pat
     assert rec["generator"]["plugin_package"] == "ctbench"
     assert rec["protocol"]["manifest_sha256"] == manifest.sha256 and rec["protocol"]["split"] == "test"
     assert rec["sampling"] == {"n": 3, "seed": 7, "scheme": "seed+i", "batch_size": 2, "world_size": 1}
-    assert set(rec["skipped"]) == {"fid", "fvd", "fid3d-medicalnet"}
+    assert set(rec["skipped"]) == {"fid", "fvd", "fid3d-medicalnet", "fid-radimagenet"}
     assert "ctbench weights fetch" in rec["skipped"]["fid"]  # the command that enables it
     assert set(rec["metrics"]) == {"ms_ssim", "ms_ssim_real", "intensity_w1", "memorised", "nn_corr", "nn_corr_real"}
     m = rec["metrics"]

@@ -58,7 +58,9 @@ def test_third_party_metric_listed_run_recorded_and_ranked(toy_metric_path, prep
     assert ls.returncode == 0, ls.stderr
     listing = json.loads(ls.stdout)
     metrics = {m["name"]: m for m in listing["metrics"]}
-    assert list(metrics)[:6] == ["fid", "fvd", "fid3d-medicalnet", "intensity", "diversity", "memorisation"]
+    assert list(metrics)[:7] == [
+        "fid", "fvd", "fid3d-medicalnet", "fid-radimagenet", "intensity", "diversity", "memorisation"
+    ]
     toy = metrics["toy-mean-hu"]
     assert toy["status"] == "ready (needs no weights)" and toy["keys"] == ["toy_mean_hu_gap"]
     assert toy["package"] == "ctbench-toy-metric" and toy["version"] == "0.2.0"

@@ -34,7 +34,9 @@ def test_registry_and_keys():
     from ctbench.core.plugins import UnknownNameError
     from ctbench.metrics import list_metrics
 
-    assert list_metrics()[:6] == ["fid", "fvd", "fid3d-medicalnet", "intensity", "diversity", "memorisation"]
+    assert list_metrics()[:7] == [
+        "fid", "fvd", "fid3d-medicalnet", "fid-radimagenet", "intensity", "diversity", "memorisation"
+    ]
     m = get_metric("fid")
     plain = ("fid_mean", "fid_xy", "fid_xz", "fid_yz")
     kid = ("kid_xy", "kid_xz", "kid_yz")

@@ -59,8 +59,8 @@ def test_matching_pin_is_verified(inception_weights, monkeypatch):
     assert r.verified and W.resolve("inception-v3-compat").verified
     states = {s.name: s.state for s in W.status()}
     assert states == {"inception-v3-compat": "verified", "i3d-kinetics-400": "missing",
-                      "i3d-kinetics-400-torch": "missing", "vgg16-imagenet": "missing",
-                      "medicalnet-resnet50-23": "missing"}
+                      "i3d-kinetics-400-torch": "missing", "radimagenet-resnet50": "missing",
+                      "vgg16-imagenet": "missing", "medicalnet-resnet50-23": "missing"}
 
 
 @pytest.fixture
