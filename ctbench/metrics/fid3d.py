@@ -9,32 +9,19 @@ slices is recorded as for FVD's frames; they stay in the volume the network sees
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from ctbench.core.errors import MetricUnavailable
 from ctbench.extractors.medicalnet import INPUT_RANGES, MedicalNetFeatures, preprocessing, require_monai
-from ctbench.extractors.slicing import quantise_uint8
 from ctbench.metrics.contract import Key
-from ctbench.metrics.feature import (
-    DEFAULT_GROUPS,
-    FeatureMetric,
-    StreamRows,
-    interval_note,
-    kernel_note,
-    kernel_value,
-    make_value,
-    unbiased_value,
-)
-from ctbench.metrics.frechet import FrechetEstimate
-from ctbench.metrics.kernel import KernelEstimate
-from ctbench.stats import FeatureSetStats
+from ctbench.metrics.feature import DEFAULT_GROUPS
+from ctbench.metrics.whole_volume import WholeVolumeMetric
 from ctbench.weights import ResolvedWeights, how_to_get, resolve
 
 
-class MedicalNetFID(FeatureMetric):
+class MedicalNetFID(WholeVolumeMetric):
     """3D FID and KID on MedicalNet ResNet-50 (23 datasets) features of whole volumes; ``n`` is the number of volumes.
 
     ``input_range``: ``unit`` (default; WDM-3D's ``(v + 1) / 2``) or ``signed`` (HA-GAN's ``v``). ``compile``
@@ -53,6 +40,8 @@ class MedicalNetFID(FeatureMetric):
             "ResNet-50 features of volumes", n_independent=True),
     )
     streams = ("volume",)
+    frechet_key = "fid3d_medicalnet"
+    kernel_key = "kid3d_medicalnet"
     dim = MedicalNetFeatures.dim
     weights = ("medicalnet-resnet50-23",)
     extractor_name = MedicalNetFeatures.name
@@ -90,20 +79,3 @@ class MedicalNetFID(FeatureMetric):
                                       channels_last=dev.type == "cuda", bf16=self.bf16, tf32=self.tf32)
         except ValueError as exc:  # a file of another network under this name
             raise MetricUnavailable(f"{exc}. Replace it: {how_to_get(weights.spec)}.") from exc
-
-    def features(self, extractor: MedicalNetFeatures, volumes: torch.Tensor) -> Iterator[StreamRows]:
-        n, depth = volumes.shape[0], volumes.shape[2]
-        blank = int((quantise_uint8(volumes).flatten(3).amax(3) == 0).sum())  # (N, 1, D) axial slices entirely 0
-        yield StreamRows("volume", extractor(volumes), torch.arange(n), torch.zeros(n, dtype=torch.long), blank,
-                         n * depth)
-
-    def frechet_values(self, estimates: dict[str, FrechetEstimate], fake: FeatureSetStats, common: dict) -> dict:
-        e = estimates["volume"]
-        return {
-            "fid3d_medicalnet": make_value(e.value, e.n, e.interval(), common, interval_note(e)),
-            "fid3d_medicalnet_unbiased": unbiased_value(e, common, interval_note(e)),
-        }
-
-    def kernel_values(self, estimates: dict[str, KernelEstimate], fake: FeatureSetStats, common: dict) -> dict:
-        e = estimates["volume"]
-        return {"kid3d_medicalnet": kernel_value(e, common, kernel_note(e, "volumes"))}

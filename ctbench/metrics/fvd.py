@@ -16,34 +16,21 @@ compared with each other (reference statistics cached by one are used by the oth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ctbench.extractors.i3d import PREPROCESSING, I3DFeatures, import_tensorflow
-from ctbench.extractors.slicing import quantise_uint8
 from ctbench.metrics.contract import Key
-from ctbench.metrics.feature import (
-    DEFAULT_GROUPS,
-    FeatureMetric,
-    StreamRows,
-    interval_note,
-    kernel_note,
-    kernel_value,
-    make_value,
-    unbiased_value,
-)
-from ctbench.metrics.frechet import FrechetEstimate
-from ctbench.metrics.kernel import KernelEstimate
-from ctbench.stats import FeatureSetStats
+from ctbench.metrics.feature import DEFAULT_GROUPS
+from ctbench.metrics.whole_volume import WholeVolumeMetric
 from ctbench.weights import ResolvedWeights, converted_from, locate, resolve, resolve_converted, tfhub_module_dir
 
 BACKENDS = ("auto", "torch", "tensorflow")
 
 
-class FVD(FeatureMetric):
+class FVD(WholeVolumeMetric):
     """Fréchet video distance with the TF-Hub I3D (Kinetics-400) logits; ``n`` is the number of volumes.
 
     ``backend``: ``auto``, ``torch`` or ``tensorflow`` (module docstring). ``compile`` (``torch.compile``) and
@@ -61,6 +48,8 @@ class FVD(FeatureMetric):
             n_independent=True),
     )
     streams = ("video",)
+    frechet_key = "fvd"
+    kernel_key = "kvd"
     dim = I3DFeatures.dim
     weights = ("i3d-kinetics-400",)
     extractor_name = I3DFeatures.name
@@ -115,20 +104,3 @@ class FVD(FeatureMetric):
         # Found in TFHUB_CACHE_DIR: load through the handle so tensorflow_hub resolves it itself.
         module: str | Path = handle if handle and weights.path == tfhub_module_dir(handle) else weights.path
         return I3DFeatures(module, device, batch_size, tf32=self.tf32)
-
-    def features(self, extractor: I3DFeatures, volumes: torch.Tensor) -> Iterator[StreamRows]:
-        n, depth = volumes.shape[0], volumes.shape[2]
-        blank = int((quantise_uint8(volumes).flatten(3).amax(3) == 0).sum())  # (N, 1, D) frames entirely 0
-        yield StreamRows("video", extractor(volumes), torch.arange(n), torch.zeros(n, dtype=torch.long), blank,
-                         n * depth)
-
-    def frechet_values(self, estimates: dict[str, FrechetEstimate], fake: FeatureSetStats, common: dict) -> dict:
-        e = estimates["video"]
-        return {
-            "fvd": make_value(e.value, e.n, e.interval(), common, interval_note(e)),
-            "fvd_unbiased": unbiased_value(e, common, interval_note(e)),
-        }
-
-    def kernel_values(self, estimates: dict[str, KernelEstimate], fake: FeatureSetStats, common: dict) -> dict:
-        e = estimates["video"]
-        return {"kvd": kernel_value(e, common, kernel_note(e, "volumes"))}
