@@ -59,7 +59,7 @@ def plan(tiny: bool, out: Path) -> list[Step]:
     metrics_json = str(out / "metrics.json")
     if tiny:
         return [
-            Step("metrics", ["bench_metrics.py", "--device", "cpu", "--volumes", "1", "--slice-step", "128",
+            Step("metrics", ["bench_metrics.py", "--device", "cpu", "--volumes", "1", "--slice-step", "64",
                              "--no-compile", "--bf16", "--repeats", "1", "--no-warmup", "--frechet-dim", "64",
                              "--json", metrics_json], 360),
             Step("train", ["bench_train.py", "--device", "cpu", "--tiny", "--repeats", "1"], 180),

@@ -32,7 +32,7 @@ def test_gpu_checks_tiny_runs_every_step_and_reports(tmp_path):
     ext = json.loads((out / "metrics.json").read_text())["extraction"]
     methods = [r["method"] for r in ext["rows"]]
     assert methods == ["naive (per-slice resize, torchvision)", "ctbench fp32", "ctbench bf16"]
-    assert ext["slices"] == 3  # one volume, every 128th slice: one per plane
+    assert ext["slices"] == 1 + 2 + 2  # one volume, every 64th slice: 64/64 xy, 128/64 xz and yz (FID needs 2 a half)
     assert all(r["slices_per_s"] > 0 and math.isfinite(r["slices_per_s"]) for r in ext["rows"])
     gap = ext["gaps"]["ctbench bf16"]
     assert 0 < gap["max_rel"] < BF16_FEATURE_TOLERANCE and gap["fid_fp32"] > 0
