@@ -102,11 +102,12 @@ def main() -> None:
             rows.append({"variant": f"end to end, {workers} reading threads", "seconds": run(metrics, batches, device)})
     print(f"device {device}, torch {torch.__version__}, {args.volumes} volumes, metrics {', '.join(metrics)}, "
           f"FID slice step {step}")
-    print(f"{'variant':36s} {'volumes/s':>10s} {'ratio to network only':>22s}")
+    print("| variant | volumes/s | ratio to network only |")
+    print("|---|---:|---:|")
     for r in rows:
         r["volumes_per_s"] = args.volumes / r["seconds"]
         r["ratio"] = network / r["seconds"]
-        print(f"{r['variant']:36s} {r['volumes_per_s']:10.2f} {r['ratio']:22.2f}")
+        print(f"| {r['variant']} | {r['volumes_per_s']:.2f} | {r['ratio']:.2f} |")
     if args.json:
         info = {"device": str(device), "torch": torch.__version__, "volumes": args.volumes, "slice_step": step}
         args.json.write_text(json.dumps({**info, "metrics": list(metrics), "rows": rows}, indent=2))

@@ -1,12 +1,16 @@
 """The device checks, in one run: what a session with a lent H100/H200 runs as is (no internet, no weights needed).
 
-Steps, each in its own process with a time limit (the whole run stays under ~8 minutes):
+Steps, each in its own process with a time limit (the whole run stays under ~13 minutes):
 
 * ``metrics``: ``bench_metrics.py`` on CUDA: tri-planar InceptionV3 extraction, slices/s of the naive loop, fp32
   eager, ``torch.compile`` and compiled bf16 (random BatchNorm-calibrated weights when the pinned file is absent),
   the bf16-vs-fp32 and compile-vs-eager feature errors and FID gaps;
 * ``train``: ``bench_train.py --device cuda``: training-step time, peak memory and sampling time of the
-  reference generator.
+  reference generator;
+* ``pipeline``: ``bench_pipeline.py --device cuda --fvd``: FID (every slice) and FVD (PyTorch I3D) reference
+  statistics of 256 gzip NIfTI volumes read from disk (writing them is serial, so 1,000 would spend the step's time
+  on set-up; the throughput is per volume), end to end against the networks alone on the same volumes in memory
+  (random weights unless installed).
 
 A step that runs past its limit is killed with its whole process group and reported as timed out; the others
 still run. The exit status is 0 only when every step succeeded.
@@ -40,6 +44,7 @@ REPO = BENCH.parent
 NEEDED = {
     "metrics": ("torch", "torchvision", "numpy", "scipy", "torch_fidelity", "tqdm"),
     "train": ("torch", "torchvision", "numpy", "einops", "yaml", "tqdm", "lpips"),
+    "pipeline": ("torch", "torchvision", "numpy", "scipy", "torch_fidelity", "nibabel", "tqdm"),
 }
 """Modules each benchmark imports; a step whose modules are missing is reported as skipped, the others run."""
 
@@ -56,19 +61,23 @@ class Step:
 
 def plan(tiny: bool, out: Path) -> list[Step]:
     """The steps and their time limits: full size on CUDA, or toy size on the CPU (``tiny``)."""
-    metrics_json = str(out / "metrics.json")
+    metrics_json, pipeline_json = str(out / "metrics.json"), str(out / "pipeline.json")
     if tiny:
         return [
             Step("metrics", ["bench_metrics.py", "--device", "cpu", "--volumes", "1", "--slice-step", "64",
                              "--no-compile", "--bf16", "--repeats", "1", "--no-warmup", "--frechet-dim", "64",
                              "--json", metrics_json], 360),
             Step("train", ["bench_train.py", "--device", "cpu", "--tiny", "--repeats", "1"], 180),
+            Step("pipeline", ["bench_pipeline.py", "--device", "cpu", "--volumes", "2", "--slice-step", "64",
+                              "--batch", "1", "--json", pipeline_json], 180),
         ]  # fmt: skip
     # the Fréchet timing runs on the CPU and is measured elsewhere; two compilations (fp32, bf16) take ~1-3 minutes
     return [
         Step("metrics", ["bench_metrics.py", "--device", "cuda", "--volumes", "16", "--slice-step", "1", "--compile",
                          "--bf16", "--repeats", "3", "--frechet-dim", "0", "--json", metrics_json], 270),
         Step("train", ["bench_train.py", "--device", "cuda", "--repeats", "1"], 180),
+        Step("pipeline", ["bench_pipeline.py", "--device", "cuda", "--volumes", "256", "--slice-step", "1", "--fvd",
+                          "--batch", "16", "--workers", "8", "--json", pipeline_json], 300),
     ]  # fmt: skip
 
 
@@ -108,14 +117,20 @@ def run_step(step: Step, out: Path, site: Path | None = None) -> None:
 
 
 def headline(out: Path) -> list[str]:
-    """The figures the issue asks for, from ``metrics.json``: slices/s per method and the fast paths' FID gaps."""
+    """The figures the issues ask for: slices/s per method and the fast paths' FID gaps (``metrics.json``), and the
+    end-to-end share of network-only throughput (``pipeline.json``)."""
+    lines = []
     path = out / "metrics.json"
-    if not path.is_file():
-        return []
-    ext = json.loads(path.read_text())["extraction"]
-    lines = [f"{r['method']}: {r['slices_per_s']:.1f} slices/s ({r['vs_naive']:.2f}x naive)" for r in ext["rows"]]
-    lines += [f"{name} vs fp32: max relative feature error {g['max_rel']:.2e}, FID relative gap {g['fid_rel_gap']:.2e}"
-              for name, g in ext["gaps"].items()]
+    if path.is_file():
+        ext = json.loads(path.read_text())["extraction"]
+        lines += [f"{r['method']}: {r['slices_per_s']:.1f} slices/s ({r['vs_naive']:.2f}x naive)" for r in ext["rows"]]
+        lines += [f"{name} vs fp32: max relative feature error {g['max_rel']:.2e}, FID relative gap "
+                  f"{g['fid_rel_gap']:.2e}" for name, g in ext["gaps"].items()]
+    path = out / "pipeline.json"
+    if path.is_file():
+        pipe = json.loads(path.read_text())
+        lines += [f"pipeline ({', '.join(pipe['metrics'])}, {pipe['volumes']} volumes), {r['variant']}: "
+                  f"{r['volumes_per_s']:.2f} volumes/s, {r['ratio']:.2f} of network only" for r in pipe["rows"]]
     return lines
 
 

@@ -18,16 +18,17 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_checks.py"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(660)
+@pytest.mark.timeout(840)
 def test_gpu_checks_tiny_runs_every_step_and_reports(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "CTBENCH_GPU_CHECKS_TINY": "1"}  # the environment variable form of --tiny
     proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out)], env=env, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip (the steps' own limits: 360 + 180 s)
+                          timeout=780)  # fmt: skip (the steps' own limits: 360 + 180 + 180 s)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tiny"] is True
-    assert [(s["name"], s["status"]) for s in summary["steps"]] == [("metrics", "ok"), ("train", "ok")]
+    assert [(s["name"], s["status"]) for s in summary["steps"]] == [("metrics", "ok"), ("train", "ok"),
+                                                                    ("pipeline", "ok")]
     assert all(s["table"].count("|") > 10 for s in summary["steps"])  # each benchmark printed its table
     ext = json.loads((out / "metrics.json").read_text())["extraction"]
     methods = [r["method"] for r in ext["rows"]]
@@ -36,9 +37,14 @@ def test_gpu_checks_tiny_runs_every_step_and_reports(tmp_path):
     assert all(r["slices_per_s"] > 0 and math.isfinite(r["slices_per_s"]) for r in ext["rows"])
     gap = ext["gaps"]["ctbench bf16"]
     assert 0 < gap["max_rel"] < BF16_FEATURE_TOLERANCE and gap["fid_fp32"] > 0
+    pipe = json.loads((out / "pipeline.json").read_text())
+    assert pipe["volumes"] == 2 and [r["variant"] for r in pipe["rows"]] == [
+        "network only (volumes in memory)", "end to end, 0 reading threads", "end to end, 2 reading threads"]
+    assert pipe["rows"][0]["ratio"] == 1.0 and all(r["volumes_per_s"] > 0 for r in pipe["rows"])
     final = proc.stdout[proc.stdout.rindex("| step"):]  # the final table and the headline figures
     assert "| metrics  | ok" in final and "| train    | ok" in final and "ctbench bf16 vs fp32" in final
-    assert (out / "metrics.log").read_text() and (out / "train.log").read_text()
+    assert "of network only" in final
+    assert all((out / f"{step}.log").read_text() for step in ("metrics", "train", "pipeline"))
 
 
 
