@@ -49,15 +49,14 @@ class RadImageNetFID(TriPlanarFID):
     keys = (
         Key("fid_radimagenet_mean", "lower",
             description="mean of the three planes' RadImageNet FID (MAISI's 2.5D FID)"),
-        Key("kid_radimagenet_mean", "lower", description="mean of the three planes' KID on RadImageNet features "
-            "(unbiased at any N)", n_independent=True),
+        Key("kid_radimagenet_mean", "lower", description="mean of the three planes' KID on RadImageNet features"),
         *(Key(f"fid_radimagenet_{p}", "lower", description=f"FID of {where} ({p}) slices on RadImageNet features")
           for p, where in _PLANES),
         *(Key(f"fid_radimagenet_{p}_unbiased", "lower",
               description=f"fid_radimagenet_{p} with its 1/N bias removed (grouped jackknife)")
           for p in ("mean", "xy", "xz", "yz")),
         *(Key(f"kid_radimagenet_{p}", "lower", description=f"KID (unbiased MMD², cubic kernel) of {where} ({p}) slices "
-              "on RadImageNet features", n_independent=True)
+              "on RadImageNet features")
           for p, where in _PLANES),
     )
     weights = ("radimagenet-resnet50",)

@@ -148,18 +148,20 @@ def test_rank_deficient_values_are_marked(tmp_path, make_record):
     assert "| 40 |" in next(x for x in md.splitlines() if "| other |" in x)
 
 
-def test_an_n_independent_key_ranks_records_of_different_n_together(tmp_path, make_record):
-    """KID is unbiased at any N (the bias study), so it ranks across N; FID beside it still compares only at equal N."""
+def test_an_n_independent_key_compares_across_n_and_slice_kid_does_not(tmp_path, make_record):
+    """KVD (one row per volume: unbiased at any N, the bias study) has a Δ across N; FVD and the slice-level KID,
+    whose rows are clustered in volumes (the phantom bias study: it drifts with N), compare only at equal N."""
     out = tmp_path / "r"
-    for name, kid, n in (("a", 0.02, 64), ("b", 0.01, 256), ("c", 0.03, 256)):
-        rec = make_record(name, {"kid_mean": kid, "fid_mean": kid * 1000}, weights=W, run_id=f"{name}-n{n}")
+    for name, kvd, n in (("a", 0.02, 64), ("b", 0.01, 256), ("c", 0.03, 256)):
+        rec = make_record(name, {"fvd": kvd * 1000, "kvd": kvd, "kid_mean": kvd / 10}, weights=W,
+                          run_id=f"{name}-n{n}")
         rec["sampling"]["n"] = n
         write_record(rec, out)
     (group,) = collect(out, against="c")
-    assert group.rank_by == "kid_mean" and not group.apart and group.mixed is None
-    assert [(r.label, r.rank) for r in group.rows] == [("b", 1), ("a", 2), ("c", 3)]
-    a = next(r for r in group.rows if r.label == "a")
-    assert a.delta["kid_mean"] == pytest.approx(-0.01) and a.delta["fid_mean"] is None  # FID: another N
+    assert group.rank_by == "kid_mean" and [(r.label, r.rank) for r in group.rows] == [("b", 1), ("c", 2)]
+    (a,) = group.apart
+    assert a.label == "a" and a.apart == "n = 64, the group ranks n = 256"
+    assert a.delta["kvd"] == pytest.approx(-0.01) and a.delta["fvd"] is None and a.delta["kid_mean"] is None
 
 
 def test_runs_of_one_generator_with_other_samplers_are_named_by_their_sampler(tmp_path, make_record):

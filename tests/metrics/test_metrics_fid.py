@@ -44,7 +44,7 @@ def test_registry_and_keys():
     assert m.key_names() == ("fid_mean", "kid_mean", *plain[1:], *(f"{k}_unbiased" for k in plain), *kid, *prdc)
     assert m.version == "2" and [k.direction for k in m.keys] == ["lower"] * 12 + ["higher"] * 16
     assert [k.rank for k in m.keys[:2]] == [2, 1] and all(k.rank is None for k in m.keys[2:])
-    assert [k.name for k in m.keys if k.n_independent] == ["kid_mean", *kid]
+    assert not [k.name for k in m.keys if k.n_independent]  # slices of a volume are clustered: KID drifts with N
     assert m.weights == ("inception-v3-compat",)
     with pytest.raises(UnknownNameError, match="Did you mean: .*fid"):
         get_metric("fdi")

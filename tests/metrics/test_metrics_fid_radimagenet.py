@@ -167,8 +167,7 @@ def test_declaration_drives_ls_and_the_leaderboard(private_cache, radimagenet_we
         "fid_radimagenet_mean", "kid_radimagenet_mean", *(f"fid_radimagenet_{p}" for p in planes),
         *(f"fid_radimagenet_{p}_unbiased" for p in ("mean", *planes)), *(f"kid_radimagenet_{p}" for p in planes))
     assert all(k.direction == "lower" and k.rank is None for k in metric.keys)
-    assert [k.name for k in metric.keys if k.n_independent] == ["kid_radimagenet_mean",
-                                                                *(f"kid_radimagenet_{p}" for p in planes)]
+    assert not [k.name for k in metric.keys if k.n_independent]  # slices are clustered in volumes
     assert "lower is better" in glossary("fid_radimagenet_xy") and "RadImageNet" in glossary("fid_radimagenet_xy")
     with pytest.raises(ValueError, match="center_slices must be in"):
         get_metric("fid-radimagenet", center_slices=0)
