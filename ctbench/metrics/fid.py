@@ -93,6 +93,8 @@ class TriPlanarFID(FeatureMetric):
     weights = ("inception-v3-compat",)
     extractor_name = InceptionFeatures.name
     preprocessing = PREPROCESSING
+    network: type[FeatureNetwork] = InceptionFeatures
+    """The feature extractor of every slice (a subclass on another network sets its own)."""
     fid_key = "fid"
     """Prefix of the Fréchet keys (``fid_xy``, ``fid_mean``, ``fid_xy_unbiased``); a subclass on another network
     sets its own, as it sets :attr:`kid_key` for the kernel keys."""
@@ -126,8 +128,9 @@ class TriPlanarFID(FeatureMetric):
         self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None
     ) -> FeatureNetwork:
         """The network, built once per process for each weights file (by sha256), device and option set."""
-        return _inception(weights.path, weights.sha256, torch.device(device), batch_size, self.compile, self.bf16,
-                          self.tf32)
+        # a class is hashable; mypy reads FeatureNetwork's instance __hash__ into the type object
+        return _network(self.network, weights.path, weights.sha256,  # type: ignore[arg-type]
+                        torch.device(device), batch_size, self.compile, self.bf16, self.tf32)
 
     def features(self, extractor: FeatureNetwork, volumes: torch.Tensor) -> Iterator[StreamRows]:
         u8 = quantise_uint8(volumes)
@@ -215,14 +218,15 @@ def manifold_value(estimate: ManifoldEstimate, common: dict, note: str) -> Metri
                        interval_method=MANIFOLD_METHOD if interval is not None else None, note=note, **common)
 
 
-@functools.lru_cache(maxsize=2)
-def _inception(
-    path: Path, sha256: str, device: torch.device, batch_size: int | None, compile: bool, bf16: bool, tf32: bool
-) -> InceptionFeatures:
-    """An :class:`InceptionFeatures` (an evaluation's reference and generated sides share it); ``sha256`` keys the
-    file's content, so a replaced weights file at the same path is loaded anew."""
-    return InceptionFeatures(path, device, batch_size, compile=compile, channels_last=device.type == "cuda",
-                             bf16=bf16, tf32=tf32)
+@functools.lru_cache(maxsize=4)
+def _network(
+    network: type[FeatureNetwork], path: Path, sha256: str, device: torch.device, batch_size: int | None,
+    compile: bool, bf16: bool, tf32: bool,
+) -> FeatureNetwork:
+    """A ``network`` on ``path``'s weights (an evaluation's reference and generated sides share it); ``sha256`` keys
+    the file's content, so a replaced weights file at the same path is loaded anew."""
+    return network(path, device, batch_size, compile=compile, channels_last=device.type == "cuda", bf16=bf16,
+                   tf32=tf32)
 
 
 SLICES = ("all", "body")

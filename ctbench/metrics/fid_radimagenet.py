@@ -15,9 +15,7 @@ the min-max, as MAISI's ``drop_empty`` does; blank as for FID: every voxel below
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,7 +28,6 @@ from ctbench.metrics.contract import Key
 from ctbench.metrics.feature import DEFAULT_GROUPS, StreamRows
 from ctbench.metrics.fid import TriPlanarFID
 from ctbench.stats import FeatureSetStats
-from ctbench.weights import ResolvedWeights
 
 _PLANES = (("xy", "axial"), ("xz", "coronal"), ("yz", "sagittal"))
 
@@ -63,6 +60,7 @@ class RadImageNetFID(TriPlanarFID):
     dim = RadImageNetFeatures.dim
     extractor_name = RadImageNetFeatures.name
     preprocessing = PREPROCESSING
+    network = RadImageNetFeatures
     fid_key = "fid_radimagenet"
     kid_key = "kid_radimagenet"
 
@@ -85,13 +83,6 @@ class RadImageNetFID(TriPlanarFID):
     def extraction_options(self) -> dict[str, Any]:
         return {**super().extraction_options(), "center_slices": self.center_slices}
 
-    def build_extractor(
-        self, weights: ResolvedWeights, device: str | torch.device, batch_size: int | None
-    ) -> FeatureNetwork:
-        """The network, built once per process for each weights file (by sha256), device and option set."""
-        return _radimagenet(weights.path, weights.sha256, torch.device(device), batch_size, self.compile, self.bf16,
-                            self.tf32)
-
     def features(self, extractor: FeatureNetwork, volumes: torch.Tensor) -> Iterator[StreamRows]:
         n = len(volumes)
         for plane in self.streams:
@@ -111,13 +102,3 @@ class RadImageNetFID(TriPlanarFID):
     ) -> dict[str, MetricValue]:
         """None: precision, recall, density and coverage are reported on the Inception features only."""
         return {}
-
-
-@functools.lru_cache(maxsize=2)
-def _radimagenet(
-    path: Path, sha256: str, device: torch.device, batch_size: int | None, compile: bool, bf16: bool, tf32: bool
-) -> RadImageNetFeatures:
-    """A :class:`RadImageNetFeatures` shared by an evaluation's reference and generated sides; ``sha256`` keys the
-    file's content."""
-    return RadImageNetFeatures(path, device, batch_size, compile=compile, channels_last=device.type == "cuda",
-                               bf16=bf16, tf32=tf32)
