@@ -29,16 +29,8 @@ from ctbench.extractors.inception import PREPROCESSING, InceptionFeatures
 from ctbench.extractors.slicing import PLANES, plane_slices, quantise_uint8
 from ctbench.metrics.base import MetricValue
 from ctbench.metrics.contract import Key
-from ctbench.metrics.feature import (
-    DEFAULT_GROUPS,
-    FeatureMetric,
-    StreamRows,
-    interval_note,
-    kernel_note,
-    kernel_value,
-    make_value,
-    unbiased_value,
-)
+from ctbench.metrics.feature import DEFAULT_GROUPS, FeatureMetric, StreamRows
+from ctbench.metrics.feature_values import interval_note, kernel_note, kernel_value, make_value, unbiased_value
 from ctbench.metrics.frechet import FrechetEstimate
 from ctbench.metrics.kernel import KernelEstimate
 from ctbench.metrics.manifold import (

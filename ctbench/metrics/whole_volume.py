@@ -9,15 +9,8 @@ from typing import Any
 import torch
 
 from ctbench.extractors.slicing import quantise_uint8
-from ctbench.metrics.feature import (
-    FeatureMetric,
-    StreamRows,
-    interval_note,
-    kernel_note,
-    kernel_value,
-    make_value,
-    unbiased_value,
-)
+from ctbench.metrics.feature import FeatureMetric, StreamRows
+from ctbench.metrics.feature_values import interval_note, kernel_note, kernel_value, make_value, unbiased_value
 from ctbench.metrics.frechet import FrechetEstimate
 from ctbench.metrics.kernel import KernelEstimate
 from ctbench.stats import FeatureSetStats

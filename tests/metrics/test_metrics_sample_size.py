@@ -11,7 +11,8 @@ import pytest
 from ctbench.metrics import get_metric
 from ctbench.metrics.base import MetricValue
 from ctbench.metrics.contract import Key
-from ctbench.metrics.feature import FeatureMetric, make_value
+from ctbench.metrics.feature import FeatureMetric
+from ctbench.metrics.feature_values import make_value
 from ctbench.stats import FeatureSetStats, GroupedStats
 
 DIM = 8
