@@ -18,6 +18,7 @@ from ctbench import weights as W
 from ctbench.cli import main
 from ctbench.core.hashing import file_sha256
 from ctbench.metrics import MetricUnavailable, get_metric
+from ctbench.weights_catalog import I3D_HANDLE
 
 
 def test_missing_weights_fail_before_work_with_one_message(private_cache):
@@ -32,14 +33,17 @@ def test_missing_weights_fail_before_work_with_one_message(private_cache):
 def test_i3d_is_searched_in_the_tfhub_cache_too(private_cache):
     with pytest.raises(MetricUnavailable) as err:
         W.resolve("i3d-kinetics-400")
-    assert str(W.tfhub_module_dir(W.I3D_HANDLE)) in str(err.value)
+    assert str(W.tfhub_module_dir(I3D_HANDLE)) in str(err.value)
 
 
 @pytest.mark.requires_tensorflow
 def test_tfhub_cache_folder_is_the_one_tensorflow_hub_resolves(private_cache):
+    from ctbench.extractors.i3d import import_tensorflow
+
+    import_tensorflow()  # triton before TensorFlow: a later torchvision import in this worker would crash otherwise
     from tensorflow_hub import compressed_module_resolver
 
-    assert W.tfhub_module_dir(W.I3D_HANDLE) == W.Path(compressed_module_resolver._module_dir(W.I3D_HANDLE))
+    assert W.tfhub_module_dir(I3D_HANDLE) == W.Path(compressed_module_resolver._module_dir(I3D_HANDLE))
 
 
 def test_import_refuses_wrong_hash_unless_unverified(inception_weights):
