@@ -110,7 +110,8 @@ def weights() -> None:
 @click.argument("names", nargs=-1)
 def fetch_cmd(names: tuple[str, ...]) -> None:
     """Download NAMES (default: all that are downloaded) from their canonical URLs, verifying sha256."""
-    from ctbench.weights import WEIGHTS, fetch
+    from ctbench.weights import fetch
+    from ctbench.weights_catalog import WEIGHTS
 
     for name in names or tuple(n for n, s in WEIGHTS.items() if s.kind != "converted"):
         try:

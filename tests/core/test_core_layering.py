@@ -31,7 +31,8 @@ LAYERS = (
     ("ctbench.core", "ctbench.schemas", "ctbench.seeding", "ctbench.__version__"),
     ("ctbench.protocol",),
     (
-        "ctbench.data", "ctbench.extractors", "ctbench.weights", "ctbench.stats", "ctbench.feature_sample",
+        "ctbench.data", "ctbench.extractors", "ctbench.weights", "ctbench.weights_catalog", "ctbench.stats",
+        "ctbench.feature_sample",
         "ctbench.figures", "ctbench.api",
     ),
     ("ctbench.metrics",),

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ctbench.metrics import MetricUnavailable, get_metric
-from ctbench.weights import I3D_HANDLE, import_weights, resolve, tfhub_module_dir
+from ctbench.weights import import_weights, resolve, tfhub_module_dir
+from ctbench.weights_catalog import I3D_HANDLE
 
 pytestmark = pytest.mark.requires_tensorflow
 
