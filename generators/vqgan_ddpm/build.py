@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .diffusion import GaussianDiffusion
+from .diffusion import Bounds, GaussianDiffusion
 from .discriminators import SliceDiscriminator, VolumeDiscriminator
 from .samplers import AncestralSampler, DDIMSampler, make_sampler
 from .unet import UNet3D
@@ -70,6 +70,22 @@ def build_sampler(config: dict[str, Any]) -> AncestralSampler | DDIMSampler:
     """The sampler of ``config["sampling"]`` (``sampler``: ancestral | ddim, ``steps``, ``eta``)."""
     s = config["sampling"]
     return make_sampler(s["sampler"], build_diffusion(config), s.get("steps"), s.get("eta", 0.0))
+
+
+def x0_bounds(config: dict[str, Any], vqgan: VQGAN, scale: float, mean: torch.Tensor | None) -> Bounds | None:
+    """Bounds of the DDPM's x_0 when ``sampling.clip_x0`` is on (None otherwise, and for configs without the key).
+
+    The DDPM learns ``(z_q - mean) · scale``, and every quantised latent z_q is a codebook vector, so channel c
+    lies in ``[(min_c - mean) · scale, (max_c - mean) · scale]`` with min_c / max_c over the codebook: the
+    per-channel form of medicaldiffusion's clipping of x_0 to the codebook's range. ``mean``: the per-position
+    mean latent ``(C, d, h, w)`` or None; the bounds broadcast to ``(N, C, d, h, w)``.
+    """
+    if not config["sampling"].get("clip_x0", False):
+        return None
+    emb = vqgan.quantizer.embedding.float()  # (K, C)
+    lo, hi = (v.view(-1, 1, 1, 1) for v in (emb.min(0).values, emb.max(0).values))
+    offset = mean.to(emb.device) if mean is not None else 0.0
+    return (lo - offset) * scale, (hi - offset) * scale
 
 
 def attention_positions(config: dict[str, Any]) -> dict[str, int]:

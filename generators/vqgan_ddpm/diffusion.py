@@ -21,6 +21,8 @@ import torch
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``model(x_t, t) -> (N, 2C, ...)``: ε prediction then the variance value v."""
+Bounds = tuple[torch.Tensor, torch.Tensor]
+"""``(lo, hi)`` bounds of x_0, each broadcastable to the latents ``(N, C, d, h, w)``."""
 
 
 def make_betas(schedule: str, timesteps: int) -> np.ndarray:
@@ -131,6 +133,12 @@ class GaussianDiffusion:
             np.sqrt(1.0 / self.alphas_cumprod - 1.0), t, xt
         ) * eps
 
+    def predict_eps(self, xt: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """ε = (x_t / √ᾱ_t - x_0) / √(1/ᾱ_t - 1): the noise that takes ``x0`` to ``xt`` (inverts :meth:`predict_x0`)."""
+        return (_take(np.sqrt(1.0 / self.alphas_cumprod), t, xt) * xt - x0) / _take(
+            np.sqrt(1.0 / self.alphas_cumprod - 1.0), t, xt
+        )
+
     def split_output(self, out: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Model output ``(N, 2C, ...)`` → (ε, log-variance), the log-variance interpolated as in improved DDPM."""
         eps, v = out.float().chunk(2, dim=1)
@@ -139,11 +147,21 @@ class GaussianDiffusion:
         log_var = frac * _take(np.log(self.betas), t, xt) + (1 - frac) * min_log
         return eps, log_var
 
-    def p_mean_variance(self, model: ModelFn, xt: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
-        """p(x_{t-1} | x_t): ``mean``, ``log_variance``, plus the predicted ``eps`` and ``x0``."""
+    def p_mean_variance(
+        self, model: ModelFn, xt: torch.Tensor, t: torch.Tensor, clip: Bounds | None = None
+    ) -> dict[str, torch.Tensor]:
+        """p(x_{t-1} | x_t): ``mean``, ``log_variance``, plus the predicted ``eps`` and ``x0``.
+
+        ``clip``: ``(lo, hi)`` broadcastable to ``xt``; the predicted x_0 is clamped to them and ε re-derived from
+        the clamped x_0, so every sampler steps from the same, clipped prediction (medicaldiffusion's
+        ``clip_denoised``). None: no clipping.
+        """
         out = model(xt, torch.from_numpy(self.timestep_map).to(xt.device)[t])
         eps, log_var = self.split_output(out, xt, t)
         x0 = self.predict_x0(xt, t, eps)
+        if clip is not None:
+            x0 = torch.maximum(torch.minimum(x0, clip[1]), clip[0])
+            eps = self.predict_eps(xt, t, x0)
         mean, _, _ = self.q_posterior(x0, xt, t)
         return {"mean": mean, "log_variance": log_var, "eps": eps, "x0": x0}
 

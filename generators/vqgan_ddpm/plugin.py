@@ -28,7 +28,7 @@ from ctbench.api import Generator, GeneratorInfo, LoadContext, deep_update
 from ctbench.core.hashing import file_sha256
 from ctbench.seeding import sample_generator
 
-from .build import build_sampler, build_unet, build_vqgan, latent_shape
+from .build import build_sampler, build_unet, build_vqgan, latent_shape, x0_bounds
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .runtime import Runtime, precision_for
 from .variants import (
@@ -67,6 +67,7 @@ class VQGANDDPM(Generator):
         mean = state["ddpm"].get("latent_mean")  # per-position mean (ddpm.center_latents), None when not centred
         self.latent_mean = mean.to(self.device) if mean is not None else None
         self.sampler = build_sampler(config)
+        self.x0_bounds = x0_bounds(config, self.vqgan, self.latent_scale, self.latent_mean)
         self.checkpoint_sha256 = checkpoint_sha256
 
     @classmethod
@@ -183,7 +184,7 @@ class VQGANDDPM(Generator):
         out = []
         for start in range(offset, offset + n, bs):
             gens = [sample_generator(seed, i) for i in range(start, min(start + bs, offset + n))]
-            z = self.sampler.sample(self._model, shape, gens, self.device)
+            z = self.sampler.sample(self._model, shape, gens, self.device, clip=self.x0_bounds)
             z = z / self.latent_scale + (self.latent_mean if self.latent_mean is not None else 0.0)
             x = self.vqgan.decode(z).float()
             if tuple(x.shape[2:]) != target:

@@ -17,7 +17,7 @@ import torch
 
 from ctbench.core.progress import progress_bar
 
-from .diffusion import GaussianDiffusion, ModelFn
+from .diffusion import Bounds, GaussianDiffusion, ModelFn
 
 
 def per_sample_noise(
@@ -41,13 +41,17 @@ class _ChainSampler:
         generators: list[torch.Generator],
         device: torch.device | str = "cpu",
         progress: bool = False,
+        clip: Bounds | None = None,
     ) -> torch.Tensor:
-        """Latents ``(N, *shape)`` float32, N = ``len(generators)``, from ``model`` (``(x_t, t) → (N, 2C, ...)``)."""
+        """Latents ``(N, *shape)`` float32, N = ``len(generators)``, from ``model`` (``(x_t, t) → (N, 2C, ...)``).
+
+        ``clip``: bounds of the predicted x_0 at every step (:meth:`~.diffusion.GaussianDiffusion.p_mean_variance`).
+        """
         d = self.diffusion
         x = per_sample_noise(shape, generators, device)
         for i in progress_bar(range(d.num_timesteps - 1, -1, -1), desc=self.name, enabled=progress, leave=False):
             t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
-            x = self._step(d.p_mean_variance(model, x, t), i, lambda: per_sample_noise(shape, generators, device))
+            x = self._step(d.p_mean_variance(model, x, t, clip), i, lambda: per_sample_noise(shape, generators, device))
         return x
 
     def _step(self, p: dict[str, torch.Tensor], i: int, noise: Callable[[], torch.Tensor]) -> torch.Tensor:

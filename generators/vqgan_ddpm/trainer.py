@@ -24,14 +24,22 @@ from tqdm.auto import tqdm
 
 from ctbench.core.progress import progress_bar
 
-from .build import build_diffusion, build_discriminators, build_unet, build_vqgan, check_latent_fits, latent_shape
+from .build import (
+    build_diffusion,
+    build_discriminators,
+    build_sampler,
+    build_unet,
+    build_vqgan,
+    check_latent_fits,
+    latent_shape,
+    x0_bounds,
+)
 from .checkpoint import CHECKPOINT_NAME, check_resume_config, load_checkpoint, save_checkpoint, set_rng_state
 from .data import VolumeBatches, open_dataset, step_generator
 from .perceptual import load_perceptual
 from .runtime import Runtime, setup_runtime, wrap
-from .samplers import DDIMSampler
 from .steps import ddpm_step, measure_latents, vqgan_step
-from .variants import augmentation, check_config
+from .variants import augmentation, check_config, sampler_label
 
 STAGES = ("vqgan", "ddpm", "all")
 
@@ -195,11 +203,11 @@ def ddpm_stage(config: dict, state: dict, batches: VolumeBatches, out_dir: Path,
     @torch.no_grad()
     def montage(path: Path, step: int, micro: list[torch.Tensor]) -> None:
         with rt.autocast():
-            steps = min(20, diffusion.num_timesteps)
             gens = [torch.Generator().manual_seed(i) for i in range(2)]
-            z = DDIMSampler(diffusion, steps).sample(ema, latent_shape(config), gens, rt.device)
+            z = build_sampler(config).sample(ema, latent_shape(config), gens, rt.device,
+                                             clip=x0_bounds(config, vqgan, scale, mean))
             x = vqgan.decode(z / scale + offset).float().clamp(-1, 1).cpu()
-        _montage(path, [("sample", list(x), ["#0", "#1"])], f"DDPM step {step} (EMA, DDIM {steps} steps)")
+        _montage(path, [("sample", list(x), ["#0", "#1"])], f"DDPM step {step} (EMA, {sampler_label(config)})")
 
     return Stage(
         "ddpm", tcfg["steps"], tcfg["grad_accum"], batches,

@@ -88,8 +88,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # learns only how volumes differ from the mean one. Off: the paper's plain scaling
         "center_latents": False,
     },
-    # resize: how volumes decoded below the protocol's size (data.volume_shape) reach it: trilinear | nearest
-    "sampling": {"sampler": "ddim", "steps": 50, "eta": 0.0, "batch_size": 4, "resize": "trilinear"},
+    # resize: how volumes decoded below the protocol's size (data.volume_shape) reach it: trilinear | nearest.
+    # clip_x0: clamp the predicted x_0 at every step to the box the codebook spans, as medicaldiffusion clips
+    # its codebook-normalised x_0 to [-1, 1] (checkpoints from before the key: off)
+    "sampling": {"sampler": "ddim", "steps": 50, "eta": 0.0, "batch_size": 4, "resize": "trilinear", "clip_x0": True},
     "checkpoint": {"save_every": 1000, "sample_every": 5000, "log_every": 10},
     # bf16 autocast and channels-last memory format, per device type. On the CPU both are off by default:
     # fp32 keeps runs bit-reproducible (resume), and bf16 convolutions are slow on most CPUs.
@@ -165,10 +167,11 @@ def augmentation(config: dict[str, Any]) -> list[str]:
 
 
 def sampler_label(config: dict[str, Any]) -> str:
-    """``ddim-50`` or ``ancestral-1000``: the sampler and its number of network evaluations per sample."""
+    """``ddim-50`` or ``ancestral-1000``: the sampler and its number of network evaluations per sample, plus
+    ``-unclipped`` when the predicted x_0 is not clipped (``sampling.clip_x0`` off or absent)."""
     s = config["sampling"]
     steps = s["steps"] or (config["ddpm"]["diffusion"]["timesteps"] if s["sampler"] == "ancestral" else 50)
-    return f"{s['sampler']}-{steps}"
+    return f"{s['sampler']}-{steps}" + ("" if s.get("clip_x0", False) else "-unclipped")
 
 
 def check_config(config: dict[str, Any]) -> None:

@@ -152,3 +152,39 @@ def test_unknown_names_are_refused():
         make_betas("linear", 10)
     with pytest.raises(ValueError, match="unknown sampler"):
         make_sampler("euler", GaussianDiffusion(make_betas("linear", 100)))
+
+
+def test_predict_eps_inverts_predict_x0(diffusion):
+    g = torch.Generator().manual_seed(1)
+    xt, eps = torch.randn(5, 2, 3, 3, 3, generator=g, dtype=torch.float64), torch.randn(5, 2, 3, 3, 3, generator=g,
+                                                                                       dtype=torch.float64)
+    t = torch.tensor([0, 7, 20, 33, T - 1])
+    assert torch.allclose(diffusion.predict_eps(xt, t, diffusion.predict_x0(xt, t, eps)), eps, rtol=1e-6, atol=1e-6)
+
+
+def test_clipped_x0_and_its_eps_agree(diffusion):
+    model = _gaussian_oracle(diffusion, 2.0)
+    xt = torch.randn(6, 2, 3, 3, 3, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([1, 5, 10, 25, 40, T - 1])
+    free = diffusion.p_mean_variance(model, xt, t)
+    wide = diffusion.p_mean_variance(model, xt, t, (torch.tensor(-1e9), torch.tensor(1e9)))
+    assert all(torch.equal(free[k], wide[k]) for k in ("x0", "mean", "log_variance"))
+    lo, hi = torch.tensor([-0.3, -0.1]).view(2, 1, 1, 1), torch.tensor([0.2, 0.4]).view(2, 1, 1, 1)
+    out = diffusion.p_mean_variance(model, xt, t, (lo, hi))
+    assert (out["x0"] >= lo).all() and (out["x0"] <= hi).all()
+    assert torch.equal(out["x0"], torch.maximum(torch.minimum(free["x0"], hi), lo))
+    assert torch.allclose(diffusion.predict_x0(xt, t, out["eps"]), out["x0"], atol=1e-4)  # ε re-derived from it
+    assert torch.allclose(out["mean"], diffusion.q_posterior(out["x0"], xt, t)[0])
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
+def test_clipped_samples_stay_in_the_box(sampler):
+    d = GaussianDiffusion(make_betas("cosine", 100))
+    smp = make_sampler(sampler, d, 100 if sampler == "ancestral" else 10)
+    gens = [torch.Generator().manual_seed(i) for i in range(8)]
+    model = _gaussian_oracle(d, 0.5)
+    free = smp.sample(model, (2, 4, 4, 4), gens)
+    assert free.abs().max() > 0.5  # the target N(0, 0.5²) leaves the box below
+    gens = [torch.Generator().manual_seed(i) for i in range(8)]
+    clipped = smp.sample(model, (2, 4, 4, 4), gens, clip=(torch.tensor(-0.2), torch.tensor(0.2)))
+    assert clipped.abs().max() <= 0.2 + 1e-6  # the last step returns the clipped x_0 itself

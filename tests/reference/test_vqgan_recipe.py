@@ -14,7 +14,13 @@ import torchvision
 
 import ctbench.weights as W
 from ctbench.core.hashing import file_sha256
-from ctbench_generators.vqgan_ddpm.build import build_discriminators, build_vqgan, check_latent_fits, latent_shape
+from ctbench_generators.vqgan_ddpm.build import (
+    build_discriminators,
+    build_vqgan,
+    check_latent_fits,
+    latent_shape,
+    x0_bounds,
+)
 from ctbench_generators.vqgan_ddpm.checkpoint import load_checkpoint
 from ctbench_generators.vqgan_ddpm.diffusion import GaussianDiffusion
 from ctbench_generators.vqgan_ddpm.discriminators import SliceDiscriminator
@@ -158,6 +164,28 @@ def test_flips_are_off_by_default_and_recorded(tiny_config, toy_volumes, tmp_pat
 def test_sampler_labels():
     assert sampler_label(resolve_variant_config("full", {})) == "ddim-50"
     assert sampler_label(resolve_variant_config("ancestral", {})) == "ancestral-1000"
+    assert sampler_label(resolve_variant_config("full", {"sampling": {"clip_x0": False}})) == "ddim-50-unclipped"
+    old = resolve_variant_config("full", {})
+    del old["sampling"]["clip_x0"]  # a checkpoint's config from before the key sampled without clipping
+    assert sampler_label(old) == "ddim-50-unclipped"
+
+
+def test_x0_bounds_hold_every_codebook_vector(tiny_config):
+    cfg = tiny_config()
+    vq = build_vqgan(cfg)
+    emb = torch.randn(vq.quantizer.embedding.shape, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    vq.quantizer.embedding.copy_(emb)
+    shape = latent_shape(cfg)
+    mean = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    lo, hi = x0_bounds(cfg, vq, 0.5, mean)
+    assert lo.shape == hi.shape == shape
+    z = emb.T.reshape(shape[0], -1, 1, 1, 1)  # every codebook vector, at every position
+    scaled = (z - mean.unsqueeze(1)) * 0.5
+    assert (scaled >= lo.unsqueeze(1) - 1e-6).all() and (scaled <= hi.unsqueeze(1) + 1e-6).all()
+    assert torch.allclose(lo[:, 0, 0, 0], (emb.min(0).values - mean[:, 0, 0, 0]) * 0.5)  # the box is tight
+    lo, hi = x0_bounds(cfg, vq, 2.0, None)
+    assert lo.shape == hi.shape == (shape[0], 1, 1, 1) and torch.allclose(hi.flatten(), emb.max(0).values * 2)
+    assert x0_bounds(tiny_config(sampling={"clip_x0": False}), vq, 1.0, None) is None
 
 
 def test_ddim_starts_below_the_last_timestep():

@@ -172,7 +172,7 @@ def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
     assert scaled.mean(0).abs().mean().item() < 0.2 * scaled.std().item()  # ... around the per-position mean
     x = check_samples(gen.sample(2, seed=0), 2, "vqgan-ddpm")
     info = gen.info().config
-    assert info == {**config, "output": info["output"], "sampler": "ddim-10", "augmentation": []}
+    assert info == {**config, "output": info["output"], "sampler": "ddim-5", "augmentation": []}
     assert info["output"]["resize_to_protocol"] == "nearest"
     paper = REGISTRY.load("vqgan-ddpm@ancestral", checkpoint)  # a sampling variant of the default's checkpoint
     assert paper.info().variant == "ancestral" and paper.info().config["sampler"] == "ancestral-100"
@@ -186,4 +186,4 @@ def test_tiny_yaml_trains_both_stages_and_learns(prepared_dir, tmp_path):
     (record,) = (tmp_path / "results").glob("*.json")
     generator = json.loads(record.read_text())["generator"]
     assert generator["name"] == "vqgan-ddpm" and generator["variant"] == "full"
-    assert generator["config"]["sampler"] == "ddim-10" and generator["config"]["augmentation"] == []
+    assert generator["config"]["sampler"] == "ddim-5" and generator["config"]["augmentation"] == []
