@@ -36,6 +36,7 @@ from .variants import (
     SAMPLING_VARIANTS,
     VARIANTS,
     augmentation,
+    check_config,
     default_config,
     resolve_variant_config,
     sampler_label,
@@ -134,6 +135,10 @@ class VQGANDDPM(Generator):
         if set(overrides) - LOAD_OVERRIDES:
             known = ", ".join(sorted(LOAD_OVERRIDES))
             raise ValueError(f"only {known} overrides apply to a trained vqgan-ddpm, got {sorted(overrides)}")
+        try:
+            check_config(overrides)
+        except ValueError as exc:
+            raise ValueError(f"override: {exc}") from None
         config = deep_update(state["config"], VARIANTS[variant]) if sampling_only else state["config"]
         config = deep_update(config, overrides)
         name = variant if sampling_only else trained

@@ -175,8 +175,32 @@ def sampler_label(config: dict[str, Any]) -> str:
 
 
 def check_config(config: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming the first key of ``config`` that :data:`DEFAULT_CONFIG` does not have."""
+    """Raise ``ValueError`` naming the first key of ``config`` that :data:`DEFAULT_CONFIG` does not have, or the
+    first ``sampling`` value of the wrong kind (:func:`check_sampling`)."""
     _check_keys(config, DEFAULT_CONFIG, "")
+    if "sampling" in config:
+        check_sampling(config["sampling"])
+
+
+def check_sampling(sampling: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first ``sampling.*`` value that no sampler can use (keys absent: fine)."""
+    def fail(key: str, expected: str) -> None:
+        raise ValueError(f"sampling.{key} must be {expected}, got {sampling[key]!r}")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    checks = {
+        "sampler": (lambda v: v in ("ddim", "ancestral"), "ddim or ancestral"),
+        "steps": (lambda v: v is None or (is_int(v) and v >= 1), "a whole number ≥ 1, or null (the sampler's default)"),
+        "eta": (lambda v: (is_int(v) or isinstance(v, float)) and v >= 0, "a number ≥ 0"),
+        "batch_size": (lambda v: is_int(v) and v >= 1, "a whole number ≥ 1"),
+        "resize": (lambda v: v in ("trilinear", "nearest"), "trilinear or nearest"),
+        "clip_x0": (lambda v: isinstance(v, bool), "true or false"),
+    }
+    for key, (ok, expected) in checks.items():
+        if key in sampling and not ok(sampling[key]):
+            fail(key, expected)
 
 
 def _check_keys(data: dict, reference: dict, prefix: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import subprocess
 import sys
 
@@ -30,7 +31,13 @@ from ctbench_generators.vqgan_ddpm.plugin import VQGANDDPM
 from ctbench_generators.vqgan_ddpm.runtime import Runtime
 from ctbench_generators.vqgan_ddpm.steps import clip_and_step, vqgan_step
 from ctbench_generators.vqgan_ddpm.trainer import train
-from ctbench_generators.vqgan_ddpm.variants import VARIANTS, augmentation, resolve_variant_config, sampler_label
+from ctbench_generators.vqgan_ddpm.variants import (
+    VARIANTS,
+    augmentation,
+    check_config,
+    resolve_variant_config,
+    sampler_label,
+)
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +175,21 @@ def test_sampler_labels():
     old = resolve_variant_config("full", {})
     del old["sampling"]["clip_x0"]  # a checkpoint's config from before the key sampled without clipping
     assert sampler_label(old) == "ddim-50-unclipped"
+
+
+@pytest.mark.parametrize(("sampling", "message"), [
+    ({"clip_x0": "maybe"}, "sampling.clip_x0 must be true or false, got 'maybe'"),
+    ({"steps": 0}, "sampling.steps must be a whole number ≥ 1, or null (the sampler's default), got 0"),
+    ({"steps": True}, "sampling.steps must be a whole number ≥ 1, or null (the sampler's default), got True"),
+    ({"sampler": "ddpm"}, "sampling.sampler must be ddim or ancestral, got 'ddpm'"),
+    ({"eta": -0.5}, "sampling.eta must be a number ≥ 0, got -0.5"),
+    ({"batch_size": 0}, "sampling.batch_size must be a whole number ≥ 1, got 0"),
+    ({"resize": "cubic"}, "sampling.resize must be trilinear or nearest, got 'cubic'"),
+])
+def test_sampling_values_are_checked(sampling, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        check_config({"sampling": sampling})
+    check_config({"sampling": {"steps": None, "eta": 1, "clip_x0": False, "resize": "nearest"}})  # all fine
 
 
 def test_x0_bounds_hold_every_codebook_vector(tiny_config):
