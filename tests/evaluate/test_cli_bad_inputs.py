@@ -161,3 +161,19 @@ def test_cpu_warning_shows_a_wrong_typed_step_count_instead_of_crashing():
     assert _cpu_warning(config).startswith(
         "warning: a full-size config (64×128×128 volumes, 'two' vqgan + 100,000 ddpm steps) on a CPU"
     )
+
+
+def test_preparing_other_scans_into_a_prepared_folder_keeps_its_cases(prepared_dir, tmp_path):
+    out, src = tmp_path / "prepared", tmp_path / "other"
+    out.mkdir()
+    src.mkdir()
+    manifest = (prepared_dir / "manifest.json").read_text()
+    (out / "manifest.json").write_text(manifest)
+    (src / "scan.nii.gz").write_bytes(b"\x00")
+    ids = sorted(c["id"] for c in json.loads(manifest)["cases"])
+    assert _error(["data", "prepare", str(src), str(out)]) == (
+        f"Error: {out}: {len(ids)} prepared case(s) are not in {src} ({', '.join(ids[:3])}, ...; prepared from "
+        f"{json.loads(manifest)['source']}); preparing {src} here would drop them and draw the splits again: use a new "
+        f"output folder (or remove {out / 'manifest.json'} to start this folder over)"
+    )
+    assert (out / "manifest.json").read_text() == manifest
