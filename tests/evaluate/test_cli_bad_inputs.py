@@ -177,3 +177,23 @@ def test_preparing_other_scans_into_a_prepared_folder_keeps_its_cases(prepared_d
         f"output folder (or remove {out / 'manifest.json'} to start this folder over)"
     )
     assert (out / "manifest.json").read_text() == manifest
+
+
+def test_leaderboard_build_keeps_a_folders_own_readme(tmp_path, make_record):
+    from ctbench.record import write_record
+
+    write_record(make_record("noise", {"intensity_w1": 200.0}), tmp_path / "r")
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "README.md").write_text("# my notes\n")
+    assert _error(["leaderboard", "build", str(tmp_path / "r"), "-o", str(tmp_path / "project")]) == (
+        f"Error: {tmp_path / 'project'}: holds README.md that no leaderboard build wrote; a build writes "
+        "leaderboard.csv, README.md and index.html there: choose another folder (-o)"
+    )
+    assert (tmp_path / "project" / "README.md").read_text() == "# my notes\n"
+    shipped = Path(__file__).resolve().parents[2] / "leaderboard" / "README.md"  # the placeholder a build replaces
+    (tmp_path / "board").mkdir()
+    (tmp_path / "board" / "README.md").write_text(shipped.read_text())
+    for _ in range(2):  # the placeholder, then the build's own pages, are rewritten
+        r = CliRunner().invoke(main, ["leaderboard", "build", str(tmp_path / "r"), "-o", str(tmp_path / "board")])
+        assert r.exit_code == 0, r.output
+        assert (tmp_path / "board" / "README.md").read_text().startswith("# ctbench leaderboard")
