@@ -197,3 +197,19 @@ def test_leaderboard_build_keeps_a_folders_own_readme(tmp_path, make_record):
         r = CliRunner().invoke(main, ["leaderboard", "build", str(tmp_path / "r"), "-o", str(tmp_path / "board")])
         assert r.exit_code == 0, r.output
         assert (tmp_path / "board" / "README.md").read_text().startswith("# ctbench leaderboard")
+
+
+def test_a_damaged_saved_sample_is_named_with_the_fix(prepared_dir, tmp_path):
+    args = _evaluate(prepared_dir, tmp_path / "r", "-g", "noise", "--n", "1", "--metrics", "intensity",
+                     "--save-samples", "--montage-volumes", "0")
+    assert CliRunner().invoke(main, args).exit_code == 0
+    (record,) = (tmp_path / "r").glob("*.json")
+    sample = tmp_path / "r" / "samples" / record.stem / "sample_00000.nii.gz"
+    sample.write_bytes(b"junk")
+    record.unlink()
+    assert _error(args) == (
+        f"Error: {sample}: cannot read NIfTI (File {sample} is not a gzip file); a saved sample of an earlier run: "
+        "delete it to draw it again"
+    )
+    sample.unlink()
+    assert CliRunner().invoke(main, args).exit_code == 0 and record.is_file()
