@@ -213,3 +213,15 @@ def test_a_damaged_saved_sample_is_named_with_the_fix(prepared_dir, tmp_path):
     )
     sample.unlink()
     assert CliRunner().invoke(main, args).exit_code == 0 and record.is_file()
+
+
+def test_stats_import_of_a_file_that_is_not_statistics(tmp_path):
+    text, npz = tmp_path / "stats.npz", tmp_path / "other.npz"
+    text.write_text("not statistics\n")
+    np.savez(npz, a=np.zeros(3))
+    assert _error(["stats", "--import", str(text)]) == (
+        f"Error: {text}: not a ctbench statistics file (not an .npz archive: `ctbench stats --export` writes them)"
+    )
+    assert _error(["stats", "--import", str(npz)]) == (
+        f"Error: {npz}: not a ctbench statistics file (no 'meta.json' entry)"
+    )
