@@ -225,3 +225,10 @@ def test_stats_import_of_a_file_that_is_not_statistics(tmp_path):
     assert _error(["stats", "--import", str(npz)]) == (
         f"Error: {npz}: not a ctbench statistics file (no 'meta.json' entry)"
     )
+
+
+def test_data_info_preview_must_be_a_png(prepared_dir, tmp_path):
+    assert _error(["data", "info", str(prepared_dir), "--preview", str(tmp_path / "p.txt")], code=2) == (
+        f"Error: Invalid value for --preview: {tmp_path / 'p.txt'}: the preview is a PNG; name a .png file"
+    )
+    assert not list(tmp_path.iterdir())
