@@ -232,3 +232,11 @@ def test_data_info_preview_must_be_a_png(prepared_dir, tmp_path):
         f"Error: Invalid value for --preview: {tmp_path / 'p.txt'}: the preview is a PNG; name a .png file"
     )
     assert not list(tmp_path.iterdir())
+
+
+def test_weights_import_checks_inception_even_when_unverified(tmp_path):
+    text = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    text.write_text("<html>not weights</html>\n")
+    assert _error(["weights", "import", str(text), "--unverified-weights"]) == (
+        f"Error: {text}: not usable as InceptionV3 FID weights (invalid load key, '<'.)"
+    )
