@@ -53,11 +53,11 @@ def _plot_label(row: Row) -> str:
 def _foreign(path: Path) -> bool:
     """Whether ``path`` exists and is not a board's page (an earlier build's, or a placeholder that names the
     command): a build must not overwrite it."""
+    if not path.is_file():  # absent, or out is no folder: creating it fails with its own message
+        return False
     try:
         return "ctbench leaderboard" not in path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return False
-    except OSError:  # a folder or an unreadable file by that name: writing it would fail later anyway
+    except OSError:  # unreadable: not ours to overwrite
         return True
 
 
