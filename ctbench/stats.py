@@ -212,7 +212,8 @@ class FeatureSetStats:
             streams = {name: GroupedStats.from_arrays(arrays, name) for name in meta["streams"]}
             samples = {name: FeatureSample.from_arrays(arrays, name) for name in meta.get("samples", [])}
         except (KeyError, ValueError) as exc:
-            raise ValueError(f"{source}: not a ctbench statistics file ({exc})") from exc
+            why = f"no {exc.args[0]!r} entry" if isinstance(exc, KeyError) and exc.args else exc
+            raise ValueError(f"{source}: not a ctbench statistics file ({why})") from exc
         return cls(streams, int(meta["n_volumes"]), meta["provenance"], samples, meta.get("padding", {}))
 
     def save(self, path: str | Path) -> Path:
@@ -222,6 +223,9 @@ class FeatureSetStats:
     @classmethod
     def load(cls, path: str | Path) -> FeatureSetStats:
         """Read a file written by :meth:`save`; a clear error names the file if it is not one."""
+        if Path(path).is_file() and not zipfile.is_zipfile(path):
+            raise ValueError(f"{path}: not a ctbench statistics file (not an .npz archive: `ctbench stats --export` "
+                             "writes them)")
         try:
             arrays = read_npz(path)
         except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as exc:

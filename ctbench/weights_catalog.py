@@ -65,6 +65,7 @@ WEIGHTS: dict[str, WeightSpec] = {
         sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
         size_bytes=95_628_359,
         description="TF FID InceptionV3 (pt_inception-2015-12-05) as used by torch-fidelity and pytorch-fid",
+        check="ctbench.extractors.inception:check_weights",
     ),
     "i3d-kinetics-400": WeightSpec(
         name="i3d-kinetics-400",

@@ -11,7 +11,7 @@ They register through the ``ctbench.generators`` entry points in ctbench's ``pyp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -36,7 +36,13 @@ def _split_cases(context: LoadContext, name: str, split: str) -> list:
     return found
 
 
+SPLITS = ("train", "val", "test")
+
+
 class _Baseline(Generator):
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """Config keys whose value must be one of a few names (``split``)."""
+
     def __init__(self, variant: str, config: dict[str, Any], overrides: dict[str, Any], protocol: Protocol):
         self.variant = variant
         self.config = config
@@ -58,9 +64,27 @@ class _Baseline(Generator):
             raise ValueError(f"generator {cls.name!r} needs no checkpoint (it is not trained), got {checkpoint}")
         variant = variant or cls.default_variant()
         context = context or LoadContext()
+        cls._check_overrides(overrides or {})
         gen = cls(variant, cls.resolve_config(variant, overrides), overrides or {}, context.protocol)
         gen._setup(context)
         return gen
+
+    @classmethod
+    def _check_overrides(cls, overrides: dict[str, Any]) -> None:
+        """``ValueError`` naming the key (as ``--set KEY=VALUE``) for a key the config lacks or a value of the wrong
+        kind: a number for a number, one of :attr:`choices` for a name."""
+        defaults = cls.default_config()
+        for key, value in overrides.items():
+            if key not in defaults:
+                raise ValueError(
+                    f"--set {key}={value}: generator {cls.name!r} has no config key {key!r}; known: "
+                    + ", ".join(defaults)
+                )
+            if key in cls.choices:
+                if value not in cls.choices[key]:
+                    raise ValueError(f"--set {key}={value}: must be one of {', '.join(cls.choices[key])}")
+            elif isinstance(defaults[key], float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"--set {key}={value}: must be a number")
 
     def _setup(self, context: LoadContext) -> None:
         """Read real volumes at load time (the default reads none)."""
@@ -77,6 +101,7 @@ class RealHoldout(_Baseline):
     """
 
     name = "real-holdout"
+    choices = {"split": SPLITS}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -129,6 +154,7 @@ class MeanVolume(_Baseline):
     """The voxel-wise mean of the training volumes, returned for every sample (ignores the seed)."""
 
     name = "mean-volume"
+    choices = {"split": SPLITS}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:

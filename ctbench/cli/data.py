@@ -98,6 +98,8 @@ def info(root: Path, preview: Path | None, split: str | None, max_cases: int) ->
     from ctbench.data.prepared import load_manifest
     from ctbench.data.preview import save_preview
 
+    if preview is not None and preview.suffix.lower() != ".png":
+        raise click.BadParameter(f"{preview}: the preview is a PNG; name a .png file", param_hint="--preview")
     try:
         m = load_manifest(root)
     except (FileNotFoundError, ValueError) as exc:

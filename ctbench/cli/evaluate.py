@@ -116,7 +116,7 @@ def evaluate(**kw: Any) -> None:
             overrides=key_values(kw["sets"]),
             n=kw["n"],
             seed=kw["seed"],
-            metrics=[m.strip() for m in kw["metrics"].split(",") if m.strip()] if kw["metrics"] else None,
+            metrics=metric_names(kw["metrics"]),
             split=kw["split"],
             out=kw["out"],
             batch_size=kw["batch_size"],
@@ -155,6 +155,17 @@ def evaluate(**kw: Any) -> None:
         click.echo(f"  {key:<14} {shown}")
     for name, reason in record["skipped"].items():
         click.echo(f"  {name:<14} skipped: {reason.splitlines()[0]}")
+
+
+def metric_names(text: str | None) -> list[str] | None:
+    """``--metrics a,b`` → ``["a", "b"]``; None when not given. A value that names no metric is an error."""
+    if text is None:
+        return None
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise click.BadParameter(f"{text!r}: names no metric (e.g. --metrics intensity,fid; see `ctbench ls`)",
+                                 param_hint="--metrics")
+    return names
 
 
 def metric_options(pairs: tuple[str, ...], slices: str | None) -> dict[str, dict[str, Any]]:

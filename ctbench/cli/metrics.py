@@ -19,7 +19,8 @@ from ctbench.core.errors import MetricUnavailable
 @click.option("--metric", "metrics", multiple=True,
               help="Feature metric(s) to compute reference statistics for (default: every one, e.g. fid, fvd).")
 @click.option("--device", default="cpu", show_default=True, help="Where the feature network runs: " + DEVICE_HELP)
-@click.option("--batch-size", type=int, default=None, help="Slices (FID) or videos (FVD) per forward pass.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Slices (FID) or videos (FVD) per forward pass.")
 @click.option("--no-cache", is_flag=True, help="Recompute and do not store in $CTBENCH_CACHE.")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write <metric>-<split>.npz here, to share without sharing scans.")
@@ -64,7 +65,12 @@ def stats(
     try:
         manifest = load_manifest(prepared_dir)
         options = metric_options(metric_opts, slices)
-        chosen = {name: get_metric(name, **options.get(name, {})) for name in metrics or _feature_metrics()}
+        names = list(metrics or _feature_metrics())
+        for name in set(options) - set(names):  # its statistics would not be computed
+            given = ", ".join("--slices" if (name, key) == ("fid", "slices") else f"--metric-option {name}.{key}"
+                              for key in options[name])
+            raise click.ClickException(f"{given}: metric {name!r} is not among {', '.join(names)}")
+        chosen = {name: get_metric(name, **options.get(name, {})) for name in names}
     except (KeyError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     unavailable = []
@@ -140,6 +146,8 @@ def import_cmd(path: Path, name: str | None, unverified_weights: bool) -> None:
 
     try:
         r = import_weights(path, name, unverified_ok=unverified_weights)
+    except KeyError as exc:  # an unknown --name; str(KeyError) adds quotes
+        raise click.ClickException(f"--name {name}: {exc.args[0] if exc.args else exc}") from exc
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{r.spec.name}: {r.path} ({'verified' if r.verified else 'UNVERIFIED, sha256 ' + r.sha256})")

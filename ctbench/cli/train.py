@@ -95,7 +95,7 @@ def _cpu_warning(config: dict[str, Any]) -> str | None:
         return None
     stages = {k: v["train"]["steps"] for k, v in config.items()
               if isinstance(v, dict) and "steps" in (v.get("train") or {})}
-    steps = " + ".join(f"{n:,} {k}" for k, n in stages.items())
+    steps = " + ".join(f"{n:,} {k}" if isinstance(n, int) else f"{n!r} {k}" for k, n in stages.items())
     return (
         f"warning: a full-size config ({'×'.join(map(str, shape))} volumes, {steps} steps) on a CPU: one step takes "
         f"seconds here (about {CPU_STEP_S['vqgan']:g} s VQGAN, {CPU_STEP_S['ddpm']:g} s DDPM at batch 2 on 2 idle "

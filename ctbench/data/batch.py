@@ -186,6 +186,7 @@ def prepare(
                 f"({old.protocol.get('name')} {old.protocol.get('version')}); use a new output folder"
             )
         previous = {c.id: c for c in old.cases}
+        _check_nothing_dropped(old, src, {s.id for s in sources})
     manifest = Manifest(root=out, protocol=protocol.to_dict(), source=str(Path(src).resolve()))
     records = {s.id: previous.get(s.id, CaseRecord(id=s.id, source=str(s.path))) for s in sources}
     result = PrepareResult(manifest)
@@ -237,6 +238,19 @@ def prepare(
         _save(manifest, records, protocol)
     result.failed.sort(key=lambda r: r.id)
     return result
+
+
+def _check_nothing_dropped(old: Manifest, src: str | os.PathLike, ids: set[str]) -> None:
+    """:class:`PrepareError` when ``src`` lacks cases ``old`` finished: the new manifest would drop them and draw
+    the splits again (preparing another folder of scans into a prepared folder)."""
+    gone = sorted(c.id for c in old.cases if c.status == "ok" and c.id not in ids)
+    if gone:
+        shown = ", ".join(gone[:3]) + (", ..." if len(gone) > 3 else "")
+        raise PrepareError(
+            f"{old.root}: {len(gone)} prepared case(s) are not in {src} ({shown}; prepared from {old.source}); "
+            f"preparing {src} here would drop them and draw the splits again: use a new output folder (or remove "
+            f"{old.root / MANIFEST_NAME} to start this folder over)"
+        )
 
 
 def _save(manifest: Manifest, records: dict[str, CaseRecord], protocol: Protocol) -> None:

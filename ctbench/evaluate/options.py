@@ -71,6 +71,9 @@ class EvalOptions:
             raise EvaluationError(f"--montage-volumes must be 0 or more, got {self.montage_volumes}")
         if bool(self.generator) == bool(self.samples):
             raise EvaluationError("give exactly one of a generator (--generator NAME[@VARIANT]) or --samples DIR")
+        if self.samples and (self.checkpoint or self.overrides):
+            given = "--checkpoint" if self.checkpoint else "--set"
+            raise EvaluationError(f"{given} configures a generator; --samples {self.samples} scores files as they are")
         if self.metrics is not None:
             twice = sorted({m for m in self.metrics if self.metrics.count(m) > 1})
             if twice:

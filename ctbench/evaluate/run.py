@@ -44,6 +44,16 @@ def plan_metrics(opts: EvalOptions) -> tuple[dict[str, Metric], dict[str, str]]:
     """
     named = opts.metrics is not None and len(opts.metrics) > 0
     requested = list(opts.metrics) if opts.metrics else METRICS.names()
+    for name, options in opts.metric_options.items():  # an option of a metric that is not run would only change
+        if name not in requested:  # the run id
+            given = ", ".join("--slices" if (name, key) == ("fid", "slices") else f"--metric-option {name}.{key}"
+                              for key in options)  # the CLI's --slices sets fid.slices
+            if name not in METRICS.names():
+                raise EvaluationError(f"{given}: {UnknownNameError(name, METRICS.names(), 'metric')}")
+            raise EvaluationError(
+                f"{given}: metric {name!r} is not run (--metrics {','.join(requested)}); add it to --metrics or drop "
+                "the option"
+            )
     run: dict[str, Metric] = {}
     skipped: dict[str, str] = {}
     for name in requested:

@@ -70,6 +70,11 @@ class SampleSource:
         ckpt = Path(opts.checkpoint) if opts.checkpoint else None
         if ckpt is not None and not ckpt.exists():
             raise EvaluationError(f"{ckpt}: checkpoint not found")
+        cls = REGISTRY.status(name).cls
+        if ckpt is not None and ckpt.is_dir() and cls is not None and cls.trainable:
+            inside = Path(cls.checkpoint_path(ckpt))
+            if inside.is_file():  # `ctbench train`'s --out folder
+                raise EvaluationError(f"--checkpoint {ckpt}: is a run folder; pass its checkpoint file, {inside}")
         self.generator = REGISTRY.load(opts.generator, ckpt, overrides=opts.overrides, context=context)
         with plugin_errors(name, "info"):
             info = check_info(self.generator.info(), name)

@@ -17,7 +17,7 @@ import torch
 from ctbench.core.distributed import gather_object
 from ctbench.core.progress import progress_bar
 from ctbench.data.prepared import read_volume, write_volume
-from ctbench.evaluate.options import EvalOptions
+from ctbench.evaluate.options import EvalOptions, EvaluationError
 from ctbench.evaluate.sources import SampleSource
 from ctbench.metrics.contract import Accumulator, KeepFirst
 from ctbench.protocol import Protocol
@@ -75,7 +75,11 @@ def sample_into(
             paths = [samples_dir / f"sample_{i:05d}.nii.gz" for i in idx]
             t = time.perf_counter()
             if opts.save_samples and all(p.exists() for p in paths):
-                x = torch.from_numpy(np.stack([read_volume(p) for p in paths]))[:, None]
+                try:
+                    x = torch.from_numpy(np.stack([read_volume(p) for p in paths]))[:, None]
+                except ValueError as exc:  # a damaged file of an earlier run: the same (seed, i) draws it again
+                    raise EvaluationError(f"{exc}; a saved sample of an earlier run: delete it to draw it again") \
+                        from exc
             else:
                 x = source.batch(idx)
                 if opts.save_samples:

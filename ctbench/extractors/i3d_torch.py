@@ -21,6 +21,7 @@ from torch import nn
 from ctbench.extractors.batching import FeatureNetwork
 from ctbench.extractors.i3d import preprocess_frames
 from ctbench.extractors.i3d_net import InceptionI3D
+from ctbench.extractors.tensor_file import load_tensor_file
 
 FORMAT = "ctbench-i3d-kinetics-400-torch/1"
 """Tag of the converted-weights file format."""
@@ -33,10 +34,7 @@ take minutes on the CPU, so no test holds it there)."""
 
 def read_converted(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     """The contents of a converted-weights file; ``ValueError`` naming ``path`` when it is not one."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise ValueError(f"{path}: not a converted I3D weights file ({exc})") from exc
+    payload = load_tensor_file(path, "a converted I3D weights file", mmap=mmap)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not a converted I3D weights file (expected format {FORMAT!r}; "
                          "make one with `ctbench weights convert i3d-kinetics-400`)")

@@ -14,6 +14,7 @@ network runs unless ``tf32`` is set (:mod:`ctbench.extractors.tf32`; also a prov
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -67,13 +68,7 @@ class InceptionFeatures(FeatureNetwork):
     batch_sizes = {"cpu": 32, "cuda": 256}
 
     def load(self, weights_path: Path) -> nn.Module:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-        try:
-            net = FeatureExtractorInceptionV3(self.name, ["2048"], feature_extractor_weights_path=str(weights_path))
-        except (RuntimeError, KeyError, OSError) as exc:
-            raise ValueError(f"{weights_path}: not usable as InceptionV3 FID weights ({exc})") from exc
-        return Pool3(net)
+        return load_pool3(weights_path)
 
     def check(self, batch: torch.Tensor) -> None:
         if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[1] != 1:
@@ -81,6 +76,26 @@ class InceptionFeatures(FeatureNetwork):
 
     def preprocess(self, chunk: torch.Tensor) -> torch.Tensor:
         return preprocess(chunk)
+
+
+def load_pool3(weights_path: str | Path) -> Pool3:
+    """torch-fidelity's InceptionV3 with the weights of ``weights_path``, up to pool3; ``ValueError`` naming the file
+    when they do not load into it."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    try:
+        net = FeatureExtractorInceptionV3(
+            InceptionFeatures.name, ["2048"], feature_extractor_weights_path=str(weights_path)
+        )
+    except (RuntimeError, KeyError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        why = (str(exc).split(". ")[0].splitlines() or [type(exc).__name__])[0]  # torch adds paragraphs of advice
+        raise ValueError(f"{weights_path}: not usable as InceptionV3 FID weights ({why})") from exc
+    return Pool3(net)
+
+
+def check_weights(path: str | Path) -> None:
+    """Raise ``ValueError`` naming ``path`` unless it loads into InceptionV3 (the ``ctbench weights`` check)."""
+    load_pool3(path)
 
 
 def write_random_weights(path: str | Path, seed: int = 1234, calibration: torch.Tensor | None = None) -> Path:

@@ -28,6 +28,7 @@ from torch import nn
 
 from ctbench.core.errors import MetricUnavailable
 from ctbench.extractors.batching import FeatureNetwork
+from ctbench.extractors.tensor_file import load_tensor_file
 
 INPUT_RANGES = ("unit", "signed")
 """``unit``: ``(v + 1) / 2`` in [0, 1] (WDM-3D); ``signed``: ``v`` in [-1, 1] (HA-GAN)."""
@@ -86,10 +87,7 @@ def build_network(dilated: bool = True) -> nn.Module:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict of a weights file in the published layout, ``module.`` prefixes removed; ``ValueError`` naming
     ``path`` when it is not such a file."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise ValueError(f"{path}: not a MedicalNet weights file ({exc})") from exc
+    payload = load_tensor_file(path, "a MedicalNet weights file")
     state = payload.get("state_dict") if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: not a MedicalNet weights file (expected a torch.save of {{'state_dict': {{...}}}}, "

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ctbench.extractors.batching import FeatureNetwork
+from ctbench.extractors.tensor_file import load_tensor_file
 
 BN_EPS = 1.001e-5
 """Keras' BatchNormalization epsilon in ResNet50, kept by the PyTorch port."""
@@ -83,10 +84,7 @@ def resnet50_keras() -> nn.Module:
 def load_network(weights_path: str | Path) -> nn.Module:
     """:func:`resnet50_keras` with the state dict at ``weights_path``; ``ValueError`` naming the file unless it holds
     exactly that network (BatchNorm's ``num_batches_tracked`` counters may be absent)."""
-    try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors alike: the file is not a state dict
-        raise ValueError(f"{weights_path}: not a PyTorch state dict ({type(exc).__name__}: {exc})") from exc
+    state = load_tensor_file(weights_path, "a PyTorch state dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{weights_path}: not a PyTorch state dict of tensors")
     net = resnet50_keras()

@@ -50,6 +50,17 @@ def _plot_label(row: Row) -> str:
     return row.label
 
 
+def _foreign(path: Path) -> bool:
+    """Whether ``path`` exists and is not a board's page (an earlier build's, or a placeholder that names the
+    command): a build must not overwrite it."""
+    if not path.is_file():  # absent, or out is no folder: creating it fails with its own message
+        return False
+    try:
+        return "ctbench leaderboard" not in path.read_text(encoding="utf-8", errors="replace")
+    except OSError:  # unreadable: not ours to overwrite
+        return True
+
+
 def build(
     results: str | Path, out: str | Path, against: str | None = None, data_source: str | None = None
 ) -> dict[str, Path]:
@@ -64,6 +75,12 @@ def build(
     groups = collect(results, against)
     if not groups:
         raise FileNotFoundError(f"{results}: no result records (*.json) found; nothing to build")
+    theirs = [name for name in ("README.md", "index.html") if _foreign(out / name)]
+    if theirs:
+        raise FileExistsError(
+            f"{out}: holds {' and '.join(theirs)} that no leaderboard build wrote; a build writes leaderboard.csv, "
+            "README.md and index.html there: choose another folder (-o)"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

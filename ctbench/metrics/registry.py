@@ -13,6 +13,7 @@ and never takes the others down. Built-in names cannot be taken over by a plugin
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -33,6 +34,49 @@ BUILTIN: dict[str, str] = {
     "memorisation": "ctbench.metrics.memorisation:Memorisation",
 }
 """Name → ``module:Class`` of ctbench's own metrics, in the order records and boards show them."""
+
+
+def option_parameters(cls: type) -> dict[str, inspect.Parameter] | None:
+    """The keyword options a metric class takes, by name, gathered along its ``__init__`` chain while each passes
+    ``**options`` on to its base; None when the chain ends in ``**options`` of its own (any name may be valid)."""
+    params: dict[str, inspect.Parameter] = {}
+    open_ended = False
+    for klass in cls.__mro__[:-1]:  # not object: its (*args, **kwargs) takes no option
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        open_ended = True
+        try:
+            found = list(inspect.signature(init).parameters.values())[1:]
+        except (TypeError, ValueError):  # no signature to read (a builtin): let the call say what is wrong
+            return None
+        params.update({p.name: p for p in found if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                       and p.name not in params})
+        if not any(p.kind is p.VAR_KEYWORD for p in found):
+            return params
+    return None if open_ended else params
+
+
+_KINDS = {"bool": False, "int": 0, "float": 0.0, "str": ""}
+
+
+def _wanted_kind(param: inspect.Parameter, value: Any) -> str | None:
+    """What option ``param`` must be when ``value`` is not of the kind of its default (or, for a None default, of
+    its annotation ``int | None``: then null too), else None."""
+    default = param.default
+    if default is None and isinstance(param.annotation, str):
+        kind = param.annotation.split("|")[0].strip()
+        wanted = _wanted_kind(param.replace(default=_KINDS[kind]), value) if kind in _KINDS else None
+        return None if value is None or wanted is None else f"{wanted} or null"
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "a whole number"
+    if isinstance(default, float):
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a string"
+    return None
 
 
 class BrokenMetricError(CtbenchError, RuntimeError):
@@ -149,6 +193,17 @@ class MetricRegistry:
     def create(self, name: str, **options: Any) -> Metric:
         """An instance of metric ``name`` built with ``options``; bad options raise ``ValueError`` naming them."""
         cls = self.get(name)
+        params = option_parameters(cls)
+        if params is not None:
+            unknown = [key for key in options if key not in params]
+            if unknown:
+                raise ValueError(
+                    f"metric {name!r} has no option {', '.join(unknown)}; its options: {', '.join(params) or 'none'}"
+                )
+            for key, value in options.items():
+                wanted = _wanted_kind(params[key], value)
+                if wanted:
+                    raise ValueError(f"metric {name!r}: option {key}={value!r} must be {wanted}")
         try:
             return cls(**options)
         except TypeError as exc:

@@ -34,4 +34,4 @@ def problems(instance: Any, name: str, limit: int = 8) -> list[str]:
             out += [".".join([*path, k]) + ": missing" for k in error.validator_value if k not in error.instance]
         else:
             out.append(f"{'.'.join(path) or 'top level'}: {error.message}")
-    return out[:limit]
+    return list(dict.fromkeys(out))[:limit]  # a field two rules require is named once

@@ -48,12 +48,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a run checkpoint; raises ``ValueError`` naming the file if it is not one."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+        why = (str(exc).split(". ")[0].splitlines() or [""])[0]  # torch's advice paragraphs follow the first line
+        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {why})") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a vqgan-ddpm checkpoint (expected format {CHECKPOINT_FORMAT})")
     return state

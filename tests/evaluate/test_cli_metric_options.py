@@ -25,7 +25,7 @@ def test_pairs_and_slices_become_metric_options():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--metric-option", "fid.nosuch=1", "--metrics", "fid"], "metric 'fid': bad options {'nosuch': 1}"),
+        (["--metric-option", "fid.nosuch=1", "--metrics", "fid"], "metric 'fid' has no option nosuch; its options:"),
         (["--metric-option", "fid.kid_subset_size=1"], "kid_subset_size must be between 2 and kid_max_samples"),
         (["--slices", "lungs"], "'lungs' is not one of 'all', 'body'"),
     ],

@@ -48,7 +48,7 @@ def test_registry_and_keys():
     assert m.weights == ("inception-v3-compat",)
     with pytest.raises(UnknownNameError, match="Did you mean: .*fid"):
         get_metric("fdi")
-    with pytest.raises(ValueError, match="bad options"):
+    with pytest.raises(ValueError, match="metric .fid. has no option slice; its options: groups, slice_step"):
         get_metric("fid", slice="body")
 
 
