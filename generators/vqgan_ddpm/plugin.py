@@ -134,11 +134,12 @@ class VQGANDDPM(Generator):
         overrides = overrides or {}
         if set(overrides) - LOAD_OVERRIDES:
             known = ", ".join(sorted(LOAD_OVERRIDES))
-            raise ValueError(f"only {known} overrides apply to a trained vqgan-ddpm, got {sorted(overrides)}")
+            got = sorted(overrides)
+            raise ValueError(f"override (--set): only {known} overrides apply to a trained vqgan-ddpm, got {got}")
         try:
             check_config(overrides)
         except ValueError as exc:
-            raise ValueError(f"override: {exc}") from None
+            raise ValueError(f"override (--set): {exc}") from None
         config = deep_update(state["config"], VARIANTS[variant]) if sampling_only else state["config"]
         config = deep_update(config, overrides)
         name = variant if sampling_only else trained

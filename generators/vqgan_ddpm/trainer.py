@@ -249,8 +249,11 @@ def train(
         state["config"] = config
         if resume:
             set_rng_state(saved["rng"])
-    elif stage == "ddpm" or resume:
-        raise FileNotFoundError(f"{path}: no checkpoint to {'resume' if resume else 'take the VQGAN from'}")
+    elif resume:
+        raise FileNotFoundError(f"{path}: no checkpoint to resume")
+    elif stage == "ddpm":
+        raise FileNotFoundError(f"{path}: no checkpoint to take the VQGAN from; train it first (--stage vqgan, or "
+                                "--stage all for both stages)")
     state["augmentation"] = augmentation(config)
 
     rt = setup_runtime(config)

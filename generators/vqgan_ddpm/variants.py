@@ -183,7 +183,8 @@ def check_config(config: dict[str, Any]) -> None:
 
 
 def check_sampling(sampling: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming the first ``sampling.*`` value that no sampler can use (keys absent: fine)."""
+    """Raise ``ValueError`` naming the first ``sampling.*`` value that no sampler can use (keys absent: fine; the
+    kinds of values are :func:`check_config`'s)."""
     def fail(key: str, expected: str) -> None:
         raise ValueError(f"sampling.{key} must be {expected}, got {sampling[key]!r}")
 
@@ -196,7 +197,6 @@ def check_sampling(sampling: dict[str, Any]) -> None:
         "eta": (lambda v: (is_int(v) or isinstance(v, float)) and v >= 0, "a number ≥ 0"),
         "batch_size": (lambda v: is_int(v) and v >= 1, "a whole number ≥ 1"),
         "resize": (lambda v: v in ("trilinear", "nearest"), "trilinear or nearest"),
-        "clip_x0": (lambda v: isinstance(v, bool), "true or false"),
     }
     for key, (ok, expected) in checks.items():
         if key in sampling and not ok(sampling[key]):
@@ -204,8 +204,44 @@ def check_sampling(sampling: dict[str, Any]) -> None:
 
 
 def _check_keys(data: dict, reference: dict, prefix: str) -> None:
+    """Every key of ``data`` is one of ``reference``'s, and each value has its default's kind (null: any key but a
+    section)."""
     for key, value in data.items():
         if key not in reference:
             raise ValueError(f"unknown config key {prefix + key!r}; known here: {', '.join(sorted(reference))}")
-        if isinstance(value, dict) and isinstance(reference[key], dict):
-            _check_keys(value, reference[key], f"{prefix}{key}.")
+        default, name = reference[key], prefix + key
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                keys = ", ".join(sorted(default))
+                raise ValueError(f"config key {name!r} is a section (keys: {keys}), got {value!r}")
+            _check_keys(value, default, f"{name}.")
+        elif value is not None and (expected := _kind_mismatch(default, value)):
+            hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if _number_as_text(value) else ""
+            raise ValueError(f"config key {name!r} must be {expected}, got {value!r}{hint}")
+
+
+def _number_as_text(value: Any) -> bool:
+    """Whether ``value`` is text that reads as a number (YAML 1.1 leaves ``1e-3`` a string)."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
+def _kind_mismatch(default: Any, value: Any) -> str | None:
+    """What ``value`` should be to have ``default``'s kind, or None when it has it (defaults of None: anything)."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if number(value) and float(value).is_integer() else "a whole number"
+    if isinstance(default, float):
+        return None if number(value) else "a number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "text"
+    if isinstance(default, list):
+        return None if isinstance(value, list) else "a list"
+    return None

@@ -178,9 +178,10 @@ def test_sampler_labels():
 
 
 @pytest.mark.parametrize(("sampling", "message"), [
-    ({"clip_x0": "maybe"}, "sampling.clip_x0 must be true or false, got 'maybe'"),
+    ({"clip_x0": "maybe"}, "config key 'sampling.clip_x0' must be true or false, got 'maybe'"),
     ({"steps": 0}, "sampling.steps must be a whole number ≥ 1, or null (the sampler's default), got 0"),
-    ({"steps": True}, "sampling.steps must be a whole number ≥ 1, or null (the sampler's default), got True"),
+    ({"steps": True}, "config key 'sampling.steps' must be a whole number, got True"),
+    ({"batch_size": None}, "sampling.batch_size must be a whole number ≥ 1, got None"),
     ({"sampler": "ddpm"}, "sampling.sampler must be ddim or ancestral, got 'ddpm'"),
     ({"eta": -0.5}, "sampling.eta must be a number ≥ 0, got -0.5"),
     ({"batch_size": 0}, "sampling.batch_size must be a whole number ≥ 1, got 0"),
@@ -224,3 +225,11 @@ def test_plugin_imports_no_trainer():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert VQGANDDPM.checkpoint_path("run").as_posix() == "run/checkpoint.pt"
+
+
+def test_ddpm_stage_without_a_vqgan_says_how_to_train_one(tiny_config, toy_volumes, tmp_path):
+    message = (f"{tmp_path / 'checkpoint.pt'}: no checkpoint to take the VQGAN from; train it first (--stage vqgan, "
+               "or --stage all for both stages)")
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(message)}$"):
+        train(tiny_config(), toy_volumes(2), tmp_path, stage="ddpm")
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import yaml
@@ -96,6 +98,17 @@ def test_tiny_yaml_is_valid_and_small():
 def test_unknown_config_keys_and_bad_compression_are_refused():
     with pytest.raises(ValueError, match="'vqgan.quantiser'"):
         check_config({"vqgan": {"quantiser": {}}})
+    for config, message in [
+        ({"vqgan": {"train": {"steps": "two"}}}, "config key 'vqgan.train.steps' must be a whole number, got 'two'"),
+        ({"vqgan": {"train": {"lr": "1e-3"}}},
+         "config key 'vqgan.train.lr' must be a number, got '1e-3' (YAML reads 1e-3 as text: write 1.0e-3)"),
+        ({"vqgan": 5}, "config key 'vqgan' is a section (keys: attn_heads, base_channels, codebook_size, "),
+        ({"data": {"volume_shape": "64x128x128"}}, "config key 'data.volume_shape' must be a list, got '64x128x128'"),
+        ({"ddpm": {"center_latents": 1}}, "config key 'ddpm.center_latents' must be true or false, got 1"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+            check_config(config)
+    check_config({"vqgan": {"train": {"steps": 8.0, "lr": 1, "grad_clip": None}}, "cpu_threads": 2})  # all fine
     with pytest.raises(ValueError, match="power of two"):
         build_vqgan(VQGANDDPM.resolve_config(None, {"vqgan": {"compression": 3}}))
     with pytest.raises(ValueError, match="not divisible"):

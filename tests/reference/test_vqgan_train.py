@@ -129,7 +129,8 @@ def test_train_command_on_prepared_folder_then_sample(prepared_dir, tmp_path):
     check_samples(ancestral.sample(1, seed=0), 1, "vqgan-ddpm")
     with pytest.raises(ValueError, match="only bf16, channels_last, sampling overrides"):
         REGISTRY.load("vqgan-ddpm", out / "checkpoint.pt", overrides={"vqgan": {"compression": 8}})
-    with pytest.raises(ValueError, match="^override: unknown config key 'sampling.clip_xo'; known here: batch_size, "):
+    typo = r"^override \(--set\): unknown config key 'sampling.clip_xo'; known here: batch_size, "
+    with pytest.raises(ValueError, match=typo):
         REGISTRY.load("vqgan-ddpm", out / "checkpoint.pt", overrides={"sampling": {"clip_xo": False}})
     unclipped = REGISTRY.load("vqgan-ddpm", out / "checkpoint.pt", overrides={"sampling": {"clip_x0": False}})
     assert unclipped.x0_bounds is None and gen.x0_bounds is not None
