@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ctbench.api import Generator, GeneratorInfo, LoadContext
+from ctbench.core.kinds import kind_mismatch
 from ctbench.core.progress import progress_bar
 from ctbench.protocol import Protocol
 from ctbench.seeding import sample_generator, sample_seed
@@ -83,8 +84,8 @@ class _Baseline(Generator):
             if key in cls.choices:
                 if value not in cls.choices[key]:
                     raise ValueError(f"--set {key}={value}: must be one of {', '.join(cls.choices[key])}")
-            elif isinstance(defaults[key], float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ValueError(f"--set {key}={value}: must be a number")
+            elif wanted := kind_mismatch(defaults[key], value):
+                raise ValueError(f"--set {key}={value}: must be {wanted}")
 
     def _setup(self, context: LoadContext) -> None:
         """Read real volumes at load time (the default reads none)."""

@@ -47,6 +47,7 @@ def stats(
     """Compute (once) and cache the real set's statistics for FID/FVD, keyed by content."""
     from ctbench.cli.evaluate import metric_options
     from ctbench.data.prepared import load_manifest
+    from ctbench.evaluate.options import option_flags
     from ctbench.metrics import get_metric
     from ctbench.metrics.feature import FeatureMetric
     from ctbench.stats import import_stats
@@ -67,8 +68,7 @@ def stats(
         options = metric_options(metric_opts, slices)
         names = list(metrics or _feature_metrics())
         for name in set(options) - set(names):  # its statistics would not be computed
-            given = ", ".join("--slices" if (name, key) == ("fid", "slices") else f"--metric-option {name}.{key}"
-                              for key in options[name])
+            given = option_flags(name, options[name])
             raise click.ClickException(f"{given}: metric {name!r} is not among {', '.join(names)}")
         chosen = {name: get_metric(name, **options.get(name, {})) for name in names}
     except (KeyError, ValueError, FileNotFoundError) as exc:

@@ -17,3 +17,9 @@ class MetricUnavailable(CtbenchError, RuntimeError):
     Raised before any work is done. The message names what is missing, where ctbench looked, and
     the command(s) that fix it. A metric never reports a made-up value instead.
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """The first sentence of the first line of ``exc``'s message (torch follows it with paragraphs of advice), or
+    the exception's type name when the message is empty."""
+    return (str(exc).split(". ")[0].splitlines() or [type(exc).__name__])[0]

@@ -15,6 +15,13 @@ class EvaluationError(CtbenchError, RuntimeError):
     """An evaluation that cannot start or finish; the message says why and what to do."""
 
 
+def option_flags(metric: str, options: dict[str, Any]) -> str:
+    """How a user gave ``options`` of ``metric`` on the command line: ``--metric-option fid.groups, --slices``
+    (``--slices`` sets ``fid.slices``)."""
+    return ", ".join("--slices" if (metric, key) == ("fid", "slices") else f"--metric-option {metric}.{key}"
+                     for key in options)
+
+
 @dataclass
 class EvalOptions:
     """Every option of an evaluation run, with the defaults the CLI shows. Paths may be str or Path."""

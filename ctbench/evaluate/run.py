@@ -23,7 +23,7 @@ from ctbench.core.plugins import UnknownNameError
 from ctbench.data.prepared import Manifest, load_manifest
 from ctbench.data.streaming import case_batches
 from ctbench.evaluate.figures import montage
-from ctbench.evaluate.options import EvalOptions, EvaluationError
+from ctbench.evaluate.options import EvalOptions, EvaluationError, option_flags
 from ctbench.evaluate.sources import SampleSource, generated_hu_range
 from ctbench.evaluate.streams import Streams, sample_into
 from ctbench.metrics.base import MetricValue
@@ -46,8 +46,7 @@ def plan_metrics(opts: EvalOptions) -> tuple[dict[str, Metric], dict[str, str]]:
     requested = list(opts.metrics) if opts.metrics else METRICS.names()
     for name, options in opts.metric_options.items():  # an option of a metric that is not run would only change
         if name not in requested:  # the run id
-            given = ", ".join("--slices" if (name, key) == ("fid", "slices") else f"--metric-option {name}.{key}"
-                              for key in options)  # the CLI's --slices sets fid.slices
+            given = option_flags(name, options)
             if name not in METRICS.names():
                 raise EvaluationError(f"{given}: {UnknownNameError(name, METRICS.names(), 'metric')}")
             raise EvaluationError(

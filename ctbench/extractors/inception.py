@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ctbench.core.errors import first_line
 from ctbench.extractors.batching import FeatureNetwork
 from ctbench.extractors.slicing import resize_like_tf1
 
@@ -88,8 +89,7 @@ def load_pool3(weights_path: str | Path) -> Pool3:
             InceptionFeatures.name, ["2048"], feature_extractor_weights_path=str(weights_path)
         )
     except (RuntimeError, KeyError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        why = (str(exc).split(". ")[0].splitlines() or [type(exc).__name__])[0]  # torch adds paragraphs of advice
-        raise ValueError(f"{weights_path}: not usable as InceptionV3 FID weights ({why})") from exc
+        raise ValueError(f"{weights_path}: not usable as InceptionV3 FID weights ({first_line(exc)})") from exc
     return Pool3(net)
 
 

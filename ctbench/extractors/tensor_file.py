@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from ctbench.core.errors import first_line
+
 
 def load_tensor_file(path: str | Path, what: str, mmap: bool = False) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; ``ValueError`` ``"PATH: not WHAT (why)"`` with a one-line
@@ -20,5 +22,5 @@ def load_tensor_file(path: str | Path, what: str, mmap: bool = False) -> Any:
         why = "it pickles Python objects besides tensors (a training checkpoint?), or is no torch.save file"
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         plain = mmap and Path(path).is_file() and not zipfile.is_zipfile(path)
-        why = "no torch.save file" if plain else (str(exc).split(". ")[0].splitlines() or [type(exc).__name__])[0]
+        why = "no torch.save file" if plain else first_line(exc)
     raise ValueError(f"{path}: not {what} ({why})")

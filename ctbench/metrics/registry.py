@@ -19,6 +19,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from ctbench.core.errors import CtbenchError
+from ctbench.core.kinds import kind_mismatch
 from ctbench.core.plugins import UnknownNameError, distribution_of, group_entry_points
 from ctbench.metrics.contract import Key, Metric
 
@@ -68,15 +69,7 @@ def _wanted_kind(param: inspect.Parameter, value: Any) -> str | None:
         kind = param.annotation.split("|")[0].strip()
         wanted = _wanted_kind(param.replace(default=_KINDS[kind]), value) if kind in _KINDS else None
         return None if value is None or wanted is None else f"{wanted} or null"
-    if isinstance(default, bool):
-        return None if isinstance(value, bool) else "true or false"
-    if isinstance(default, int):
-        return None if isinstance(value, int) and not isinstance(value, bool) else "a whole number"
-    if isinstance(default, float):
-        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
-    if isinstance(default, str):
-        return None if isinstance(value, str) else "a string"
-    return None
+    return kind_mismatch(default, value)
 
 
 class BrokenMetricError(CtbenchError, RuntimeError):

@@ -17,6 +17,7 @@ import torch
 
 from ctbench import __version__
 from ctbench.core.atomic import atomic_path
+from ctbench.core.errors import first_line
 
 from .variants import flatten_config
 
@@ -55,8 +56,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        why = (str(exc).split(". ")[0].splitlines() or [""])[0]  # torch's advice paragraphs follow the first line
-        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {why})") from exc
+        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {first_line(exc)})") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a vqgan-ddpm checkpoint (expected format {CHECKPOINT_FORMAT})")
     return state

@@ -30,6 +30,7 @@ import copy
 from typing import Any
 
 from ctbench.api import deep_update
+from ctbench.core.kinds import kind_mismatch
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
@@ -215,7 +216,7 @@ def _check_keys(data: dict, reference: dict, prefix: str) -> None:
                 keys = ", ".join(sorted(default))
                 raise ValueError(f"config key {name!r} is a section (keys: {keys}), got {value!r}")
             _check_keys(value, default, f"{name}.")
-        elif value is not None and (expected := _kind_mismatch(default, value)):
+        elif value is not None and (expected := kind_mismatch(default, value)):
             hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if _number_as_text(value) else ""
             raise ValueError(f"config key {name!r} must be {expected}, got {value!r}{hint}")
 
@@ -227,21 +228,3 @@ def _number_as_text(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return isinstance(value, str)
-
-
-def _kind_mismatch(default: Any, value: Any) -> str | None:
-    """What ``value`` should be to have ``default``'s kind, or None when it has it (defaults of None: anything)."""
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    if isinstance(default, bool):
-        return None if isinstance(value, bool) else "true or false"
-    if isinstance(default, int):
-        return None if number(value) and float(value).is_integer() else "a whole number"
-    if isinstance(default, float):
-        return None if number(value) else "a number"
-    if isinstance(default, str):
-        return None if isinstance(value, str) else "text"
-    if isinstance(default, list):
-        return None if isinstance(value, list) else "a list"
-    return None

@@ -105,10 +105,11 @@ def test_unknown_config_keys_and_bad_compression_are_refused():
         ({"vqgan": 5}, "config key 'vqgan' is a section (keys: attn_heads, base_channels, codebook_size, "),
         ({"data": {"volume_shape": "64x128x128"}}, "config key 'data.volume_shape' must be a list, got '64x128x128'"),
         ({"ddpm": {"center_latents": 1}}, "config key 'ddpm.center_latents' must be true or false, got 1"),
+        ({"vqgan": {"train": {"steps": 8.0}}}, "config key 'vqgan.train.steps' must be a whole number, got 8.0"),
     ]:
         with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
             check_config(config)
-    check_config({"vqgan": {"train": {"steps": 8.0, "lr": 1, "grad_clip": None}}, "cpu_threads": 2})  # all fine
+    check_config({"vqgan": {"train": {"steps": 8, "lr": 1, "grad_clip": None}}, "cpu_threads": 2})  # all fine
     with pytest.raises(ValueError, match="power of two"):
         build_vqgan(VQGANDDPM.resolve_config(None, {"vqgan": {"compression": 3}}))
     with pytest.raises(ValueError, match="not divisible"):
